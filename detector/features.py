@@ -1,0 +1,360 @@
+"""Signals of a listing, computed by the same code for training and serving (no training/serving skew).
+
+Pipeline for a batch of listings: embed every photo once (region embeddings from one backbone pass) -> search the
+authentic-asset index per region and the known-fake index per photo -> read text in the photos (OCR) -> match
+title, description and OCR text to registered brands (confusables + fuzzy + text embedding) -> per candidate brand a
+row of evidence features, and per listing the context features (price ratio to the floor, authorised seller,
+replica wording).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+from PIL import Image
+
+from detector.listing import Listing
+from detector.text import BrandTextMatcher, mention_context, replica_terms
+
+__all__ = [
+    "FeatureConfig",
+    "BrandInfo",
+    "Candidate",
+    "ListingFeatures",
+    "Featurizer",
+    "CANDIDATE_FEATURES",
+    "RISK_FEATURES",
+    "risk_vector",
+]
+
+log = logging.getLogger(__name__)
+
+# Evidence that a brand's mark is present (input of the brand-presence model).
+CANDIDATE_FEATURES = (
+    "img_sim",  # best region-to-authentic-asset cosine for this brand
+    "img_margin",  # img_sim minus the best other brand's img_sim
+    "img_top1",  # 1 when this brand is the image top-1
+    "fake_sim",  # best photo-to-known-fake cosine for this brand
+    "title_score",  # obfuscation-robust fuzzy match of the brand in the title (0..1)
+    "title_obfuscated",  # the title spells the brand in a disguised way
+    "title_compat",  # the brand is mentioned as "for X" / "compatible with X"
+    "desc_score",  # fuzzy match in the description
+    "ocr_score",  # fuzzy match in the text read from the photos
+    "text_emb_sim",  # title embedding vs the brand's names, aliases and asset titles
+)
+
+# Listing-level signals for the infringement classifier (the best candidate's evidence plus context).
+RISK_FEATURES = (
+    "brand_conf",
+    *CANDIDATE_FEATURES,
+    "fake_sim_any",  # best known-fake similarity of any brand: a re-uploaded fake photo
+    "replica_terms",  # count of replica wording terms in title + description
+    "ocr_replica_terms",  # count of replica wording terms read in the photos
+    "price_log_ratio",  # log(price / brand floor), 0 when unknown
+    "price_known",  # 1 when price and floor are known in the same currency
+    "authorized_seller",  # the seller is on the brand's authorised list
+    "n_images",
+)
+
+
+@dataclass
+class FeatureConfig:
+    """How signals are computed; stored in the model directory so training and serving agree."""
+
+    image_k: int = 16  # neighbours per region in the authentic index
+    fake_k: int = 5  # neighbours per photo in the known-fake index
+    text_k: int = 8  # neighbours of the title embedding in the text index
+    max_candidates: int = 6  # candidate brands kept per listing
+    fuzzy_cutoff: float = 0.75  # minimum fuzzy score for a text match to name a candidate
+    ocr: bool = True  # read text in photos (PP-OCRv4 via rapidocr)
+    ocr_min_confidence: float = 0.6  # drop OCR lines below this recognition confidence
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "FeatureConfig":
+        return cls(**(d or {}))
+
+
+@dataclass(frozen=True)
+class BrandInfo:
+    """What scoring needs to know of a registered brand."""
+
+    brand_id: int
+    name: str
+    aliases: tuple[str, ...] = ()
+    authorized_sellers: tuple[str, ...] = ()
+    min_price: float | None = None
+    currency: str = "USD"
+
+
+@dataclass
+class Match:
+    """One piece of evidence: an asset or text entry close to the listing."""
+
+    asset_id: int | None
+    brand_id: int
+    kind: str  # "authentic", "known_fake" or "text"
+    modality: str  # "image" or "text"
+    similarity: float
+    image_index: int | None = None  # which listing photo
+    box: tuple[float, float, float, float] | None = None  # matched region of that photo (fractions)
+    text: str | None = None
+
+
+@dataclass
+class Candidate:
+    """A brand that may be present in the listing, with its evidence features."""
+
+    brand_id: int
+    features: dict[str, float]
+    confidence: float = 0.0  # P(brand present), set by the brand model
+
+
+@dataclass
+class ListingFeatures:
+    """All signals of one listing."""
+
+    listing_id: str
+    candidates: list[Candidate]
+    context: dict[str, float]  # listing-level features
+    evidence: list[Match] = field(default_factory=list)
+    replica: list[str] = field(default_factory=list)
+    ocr_text: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def best(self) -> Candidate | None:
+        """The most confident candidate brand."""
+        return max(self.candidates, key=lambda c: c.confidence, default=None)
+
+
+def risk_vector(lf: ListingFeatures) -> np.ndarray:
+    """The classifier input of a listing, in ``RISK_FEATURES`` order (zeros where no brand is a candidate)."""
+    best = lf.best()
+    values = dict(lf.context)
+    if best is not None:
+        values.update(best.features)
+        values["brand_conf"] = best.confidence
+    return np.array([float(values.get(name, 0.0)) for name in RISK_FEATURES], dtype=np.float32)
+
+
+class CatalogLike(Protocol):
+    """What the featurizer needs from ``indexes.catalog.Catalog``."""
+
+    def search_images(self, vectors: np.ndarray, kind: str, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def search_texts(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def brand_of_asset(self, asset_id: int) -> int | None: ...
+    def brand_of_text_entry(self, entry_id: int) -> int | None: ...
+
+
+class OcrReader:
+    """Reads text lines in a photo with PP-OCRv4 (rapidocr-onnxruntime; models ship inside the wheel)."""
+
+    def __init__(self, min_confidence: float = 0.6) -> None:
+        from rapidocr_onnxruntime import RapidOCR
+
+        self._engine = RapidOCR()
+        self.min_confidence = min_confidence
+
+    def read(self, image: Image.Image) -> list[str]:
+        result, _ = self._engine(np.asarray(image.convert("RGB")), use_cls=False)
+        return [text for _, text, conf in (result or []) if float(conf) >= self.min_confidence]
+
+
+class Featurizer:
+    """Computes :class:`ListingFeatures` for batches of listings against the current catalog."""
+
+    def __init__(
+        self,
+        embedder: Any,
+        catalog: CatalogLike,
+        brands: dict[int, BrandInfo],
+        config: FeatureConfig | None = None,
+        ocr: OcrReader | None = None,
+    ) -> None:
+        self.embedder = embedder
+        self.catalog = catalog
+        self.config = config or FeatureConfig()
+        self.ocr = ocr if ocr is not None or not self.config.ocr else OcrReader(self.config.ocr_min_confidence)
+        self.set_brands(brands)
+
+    def set_brands(self, brands: dict[int, BrandInfo]) -> None:
+        """Replace the brand table (call after brands change); rebuilds the text matcher."""
+        self.brands = dict(brands)
+        self.matcher = BrandTextMatcher([(b.brand_id, [b.name, *b.aliases]) for b in self.brands.values()])
+
+    def featurize(self, listings: Sequence[Listing]) -> list[ListingFeatures]:
+        """Signals for each listing, computed in one batch (one backbone pass per photo)."""
+        t0 = time.perf_counter()
+        photos = [im for lst in listings for im in lst.images]
+        owner = [i for i, lst in enumerate(listings) for _ in lst.images]
+        regions = self.embedder.embed_image_regions(photos) if photos else None
+        titles = [lst.title or " " for lst in listings]
+        title_vecs = self.embedder.embed_texts(titles)
+        t_embed = time.perf_counter()
+
+        per_listing_img: list[dict[int, tuple[float, Match]]] = [dict() for _ in listings]
+        per_listing_fake: list[dict[int, tuple[float, Match]]] = [dict() for _ in listings]
+        if regions is not None:
+            self._image_evidence(regions, owner, per_listing_img)
+            self._fake_evidence(regions[:, 0], owner, per_listing_fake)
+        text_hits = self._text_evidence(title_vecs)
+        t_search = time.perf_counter()
+
+        ocr_texts = [""] * len(listings)
+        if self.ocr is not None:
+            for photo, i in zip(photos, owner):
+                lines = self.ocr.read(photo)
+                if lines:
+                    ocr_texts[i] = (ocr_texts[i] + " " + " ".join(lines)).strip()
+        t_ocr = time.perf_counter()
+
+        out = []
+        for i, lst in enumerate(listings):
+            lf = self._assemble(lst, per_listing_img[i], per_listing_fake[i], text_hits[i], ocr_texts[i])
+            out.append(lf)
+        t_end = time.perf_counter()
+        timings = {"embed": t_embed - t0, "search": t_search - t_embed, "ocr": t_ocr - t_search, "text": t_end - t_ocr}
+        for lf in out:
+            lf.timings = timings
+        return out
+
+    # --- evidence gathering -------------------------------------------------------------------------------------
+
+    def _image_evidence(self, regions: np.ndarray, owner: list[int], acc: list[dict]) -> None:
+        n_photos, n_regions, dim = regions.shape
+        sims, ids = self.catalog.search_images(regions.reshape(-1, dim), "authentic", self.config.image_k)
+        boxes = self.embedder.boxes
+        for row in range(sims.shape[0]):
+            photo, region = divmod(row, n_regions)
+            for sim, asset_id in zip(sims[row], ids[row]):
+                if asset_id < 0:
+                    continue
+                brand = self.catalog.brand_of_asset(int(asset_id))
+                if brand is None:
+                    continue
+                best = acc[owner[photo]].get(brand)
+                if best is None or sim > best[0]:
+                    acc[owner[photo]][brand] = (float(sim), Match(
+                        int(asset_id), brand, "authentic", "image", float(sim), image_index=photo,
+                        box=tuple(float(v) for v in boxes[region])))
+
+    def _fake_evidence(self, whole: np.ndarray, owner: list[int], acc: list[dict]) -> None:
+        sims, ids = self.catalog.search_images(whole, "known_fake", self.config.fake_k)
+        for photo in range(sims.shape[0]):
+            for sim, asset_id in zip(sims[photo], ids[photo]):
+                if asset_id < 0:
+                    continue
+                brand = self.catalog.brand_of_asset(int(asset_id))
+                if brand is None:
+                    continue
+                best = acc[owner[photo]].get(brand)
+                if best is None or sim > best[0]:
+                    acc[owner[photo]][brand] = (float(sim), Match(
+                        int(asset_id), brand, "known_fake", "image", float(sim), image_index=photo))
+
+    def _text_evidence(self, title_vecs: np.ndarray) -> list[dict[int, float]]:
+        sims, ids = self.catalog.search_texts(title_vecs, self.config.text_k)
+        out: list[dict[int, float]] = []
+        for row in range(sims.shape[0]):
+            hits: dict[int, float] = {}
+            for sim, entry_id in zip(sims[row], ids[row]):
+                if entry_id < 0:
+                    continue
+                brand = self.catalog.brand_of_text_entry(int(entry_id))
+                if brand is not None and sim > hits.get(brand, -1.0):
+                    hits[brand] = float(sim)
+            out.append(hits)
+        return out
+
+    # --- per listing ----------------------------------------------------------------------------------------------
+
+    def _assemble(
+        self,
+        lst: Listing,
+        img: dict[int, tuple[float, Match]],
+        fake: dict[int, tuple[float, Match]],
+        text_emb: dict[int, float],
+        ocr_text: str,
+    ) -> ListingFeatures:
+        cfg = self.config
+        title_matches = {m.brand_id: m for m in self.matcher.match(lst.title, top_k=3)} if lst.title else {}
+        desc_matches = {m.brand_id: m for m in self.matcher.match(lst.description, top_k=2)} if lst.description else {}
+        ocr_matches = {m.brand_id: m for m in self.matcher.match(ocr_text, top_k=2)} if ocr_text else {}
+
+        ranked_img = sorted(img.items(), key=lambda kv: -kv[1][0])
+        floor = ranked_img[-1][1][0] if ranked_img else 0.0  # an unseen brand is at most as close as the k-th hit
+        names = []
+        names += [b for b, _ in ranked_img[:3]]
+        names += [b for b, _ in sorted(fake.items(), key=lambda kv: -kv[1][0])[:2]]
+        for matches in (title_matches, desc_matches, ocr_matches):
+            names += [b for b, m in matches.items() if m.score >= cfg.fuzzy_cutoff]
+        names += [b for b, _ in sorted(text_emb.items(), key=lambda kv: -kv[1])[:2]]
+        candidates_ids = [b for b in dict.fromkeys(names) if b in self.brands][: cfg.max_candidates]
+
+        replica = replica_terms(f"{lst.title} {lst.description}")
+        ocr_replica = replica_terms(ocr_text) if ocr_text else []
+        context = {
+            "fake_sim_any": max((v[0] for v in fake.values()), default=0.0),
+            "replica_terms": float(len(replica)),
+            "ocr_replica_terms": float(len(ocr_replica)),
+            "n_images": float(len(lst.images)),
+            "price_log_ratio": 0.0,
+            "price_known": 0.0,
+            "authorized_seller": 0.0,
+        }
+        candidates = []
+        for b in candidates_ids:
+            img_sim = img[b][0] if b in img else floor
+            other = max((s for bb, (s, _) in img.items() if bb != b), default=floor)
+            tm = title_matches.get(b)
+            feats = {
+                "img_sim": img_sim,
+                "img_margin": img_sim - other,
+                "img_top1": float(bool(ranked_img) and ranked_img[0][0] == b),
+                "fake_sim": fake[b][0] if b in fake else 0.0,
+                "title_score": tm.score if tm else 0.0,
+                "title_obfuscated": float(bool(tm and tm.obfuscated)),
+                "title_compat": float(bool(tm and mention_context(lst.title, tm.span))),
+                "desc_score": desc_matches[b].score if b in desc_matches else 0.0,
+                "ocr_score": ocr_matches[b].score if b in ocr_matches else 0.0,
+                "text_emb_sim": text_emb.get(b, 0.0),
+            }
+            feats.update(self._context_for_brand(lst, self.brands[b]))
+            candidates.append(Candidate(b, feats))
+
+        evidence = [m for _, m in img.values()] + [m for _, m in fake.values()]
+        evidence.sort(key=lambda m: -m.similarity)
+        return ListingFeatures(lst.listing_id, candidates, context, evidence, replica + ocr_replica, ocr_text)
+
+    @staticmethod
+    def _context_for_brand(lst: Listing, brand: BrandInfo) -> dict[str, float]:
+        out = {"price_log_ratio": 0.0, "price_known": 0.0, "authorized_seller": 0.0}
+        same_currency = (lst.currency or brand.currency or "USD").upper() == (brand.currency or "USD").upper()
+        if lst.price is not None and brand.min_price and lst.price > 0 and same_currency:
+            out["price_log_ratio"] = float(np.clip(math.log(lst.price / brand.min_price), -5.0, 5.0))
+            out["price_known"] = 1.0
+        elif lst.price is not None and lst.price <= 0 and brand.min_price:
+            out["price_log_ratio"], out["price_known"] = -5.0, 1.0
+        sellers = {s.casefold() for s in brand.authorized_sellers}
+        out["authorized_seller"] = float(bool(lst.seller_id) and lst.seller_id.casefold() in sellers)
+        return out
+
+
+def candidate_matrix(features: Sequence[ListingFeatures]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Stack every candidate's evidence row (``CANDIDATE_FEATURES`` order) with its (listing, brand) key."""
+    rows, keys = [], []
+    for i, lf in enumerate(features):
+        for c in lf.candidates:
+            rows.append([float(c.features[name]) for name in CANDIDATE_FEATURES])
+            keys.append((i, c.brand_id))
+    return np.asarray(rows, dtype=np.float32).reshape(-1, len(CANDIDATE_FEATURES)), keys
+
+
+def as_dict(lf: ListingFeatures) -> dict[str, Any]:
+    """JSON-friendly view (for logs, the registry and reports)."""
+    return dataclasses.asdict(lf)

@@ -1,0 +1,71 @@
+"""Named decision policies: risk thresholds for review / block and the brand-confidence threshold."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["PolicyConfig", "list_policies", "get_policy", "decide"]
+
+POLICY_DIR = Path(__file__).parent / "configs" / "policies"
+
+
+@dataclass
+class PolicyConfig:
+    """Turns a calibrated risk into allow / review / block."""
+
+    name: str
+    review_threshold: float = 0.5  # risk at or above -> review
+    block_threshold: float = 0.9  # risk at or above -> block
+    brand_threshold: float = 0.5  # brand confidence at or above -> the brand is reported as present
+    never_block_authorized: bool = True  # an authorised seller is at most sent to review
+    target_block_precision: float = 0.99  # what training aimed for when it chose block_threshold on validation
+    target_review_precision: float = 0.8  # likewise for review_threshold
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.review_threshold <= self.block_threshold <= 1.0:
+            raise ValueError(f"policy {self.name!r}: need 0 <= review <= block <= 1")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PolicyConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown policy fields {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def list_policies() -> list[str]:
+    """Names of the policies shipped with the package."""
+    return sorted(p.stem for p in POLICY_DIR.glob("*.json"))
+
+
+def get_policy(name: str | Path | PolicyConfig) -> PolicyConfig:
+    """A shipped policy by name, or a policy JSON file; unknown names list the known ones."""
+    if isinstance(name, PolicyConfig):
+        return name
+    path = Path(name)
+    if not path.suffix == ".json":
+        path = POLICY_DIR / f"{name}.json"
+    if not path.is_file():
+        raise KeyError(f"unknown policy {str(name)!r}; known: {list_policies()}")
+    return PolicyConfig.from_dict(json.loads(path.read_text()))
+
+
+def decide(risk: float, policy: PolicyConfig, authorized_seller: bool = False) -> str:
+    """``allow``, ``review`` or ``block`` for a calibrated risk."""
+    if risk >= policy.block_threshold and not (authorized_seller and policy.never_block_authorized):
+        return "block"
+    if risk >= policy.review_threshold:
+        return "review"
+    return "allow"

@@ -1,0 +1,236 @@
+"""Safe decoding and canonical re-encoding of uploaded images.
+
+Every image that enters the registry (and, later, every image the HTTP service receives) goes through
+:func:`decode_image`: only a few raster formats are accepted, oversized or truncated files are refused before they
+can exhaust memory, and whatever the file's mode (CMYK, 16-bit, palette, alpha, EXIF-rotated) the result is an
+upright 8-bit RGB image, produced the same way every time.
+
+Stored assets are re-encoded as **PNG** by :func:`encode_image`. PNG is lossless, so decoding the stored bytes gives
+back exactly the pixels that were embedded when the asset was added: a later rebuild re-embeds identical inputs.
+Photos are first capped to ``ImageConfig.max_side`` so lossless storage stays small; re-encoding also drops all
+metadata (EXIF, GPS) from uploads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import struct
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "ALLOWED_FORMATS",
+    "ImageConfig",
+    "ImageError",
+    "PreparedImage",
+    "decode_image",
+    "encode_image",
+    "normalize_image",
+    "prepare_image",
+    "sha256_hex",
+]
+
+log = logging.getLogger(__name__)
+
+# Pillow format names; everything else (TIFF, PSD, EPS, ICO, ...) is refused: fewer decoders, less attack surface.
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+_HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+_SRGB_PROFILE = ImageCms.createProfile("sRGB")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Limits for untrusted images and the size at which assets are stored."""
+
+    max_bytes: int = 25 * 1024 * 1024  # encoded upload size; bigger files are refused before decoding
+    max_pixels: int = 36_000_000  # width * height (about 6000x6000); checked from the header, before decoding
+    max_side: int = 1024  # stored assets are downscaled so their longest side is at most this (embedders use ~320)
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """An image in its stored form: canonical PNG bytes and what the registry records about them."""
+
+    png: bytes
+    width: int
+    height: int
+    sha256: str  # of ``png``; identical pixels give identical PNG bytes, so this also detects duplicate uploads
+
+
+class ImageError(ValueError):
+    """An image was refused; ``reason`` says why in words an API client can show."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def decode_image(
+    data: bytes,
+    max_pixels: int = ImageConfig.max_pixels,
+    max_bytes: int = ImageConfig.max_bytes,
+) -> Image.Image:
+    """Decode untrusted bytes into an upright 8-bit RGB image.
+
+    Args:
+        data: The encoded file (JPEG, PNG, WebP, GIF or BMP; a GIF yields its first frame).
+        max_pixels: Largest accepted ``width * height``. The size is read from the header and refused before any
+            pixel is decoded; Pillow's own decompression-bomb warning is turned into an error as well.
+        max_bytes: Largest accepted encoded size.
+
+    Returns:
+        A fully loaded RGB image: EXIF orientation applied, CMYK and ICC-tagged images converted to sRGB, 16-bit
+        samples scaled to 8 bits, palette and alpha images composited on white.
+
+    Raises:
+        ImageError: The bytes are empty, too large, not an allowed format, a decompression bomb, truncated or
+            otherwise undecodable.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ImageError(f"expected image bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if not data:
+        raise ImageError("empty image file")
+    if len(data) > max_bytes:
+        raise ImageError(f"image file is {len(data)} bytes; the limit is {max_bytes}")
+    # The per-call check below is the real limit; catch_warnings only upgrades Pillow's own (global-limit) warning,
+    # which we never lower process-wide because other callers may legitimately use a larger limit.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
+        except UnidentifiedImageError:
+            raise ImageError(
+                "unsupported or unrecognised image format (allowed: " + ", ".join(ALLOWED_FORMATS) + ")"
+            ) from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageError(f"image too large (decompression bomb): {exc}") from None
+        except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+            raise ImageError(f"cannot read image header: {exc}") from None
+        width, height = img.size
+        if width <= 0 or height <= 0:
+            raise ImageError(f"image has invalid size {width}x{height}")
+        if width * height > max_pixels:
+            raise ImageError(
+                f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} "
+                "(possible decompression bomb)"
+            )
+        try:
+            img.load()  # decode everything now so truncated files fail here, not later in the embedder
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageError(f"image too large (decompression bomb): {exc}") from None
+        except (OSError, SyntaxError, ValueError, struct.error, EOFError, MemoryError) as exc:
+            message = str(exc)
+            if "truncated" in message.lower():
+                raise ImageError(f"image file is truncated: {message}") from None
+            raise ImageError(f"cannot decode {img.format} image: {message}") from None
+    return normalize_image(img)
+
+
+def normalize_image(img: Image.Image) -> Image.Image:
+    """Return an upright 8-bit RGB copy of ``img`` (the conversion :func:`decode_image` applies)."""
+    try:
+        upright = ImageOps.exif_transpose(img)
+    except Exception as exc:
+        log.debug("ignoring unreadable EXIF orientation: %s", exc)
+        upright = img
+    return _to_rgb(upright)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB; alpha is composited on white."""
+    icc = img.info.get("icc_profile")
+    mode = img.mode
+    if mode in _HIGH_DEPTH_MODES:
+        img = _to_8bit_gray(img)
+        mode = img.mode
+    if mode == "P" or mode == "1" or "transparency" in img.info or mode in _ALPHA_MODES:
+        img = img.convert("RGBA") if (mode in _ALPHA_MODES or "transparency" in img.info) else img.convert("RGB")
+        mode = img.mode
+    if mode == "RGBA":
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        background.paste(img, mask=img.getchannel("A"))
+        return background
+    if icc and mode in ("RGB", "CMYK"):
+        converted = _apply_icc(img, icc)
+        if converted is not None:
+            return converted
+    return img.convert("RGB") if mode != "RGB" else img.copy()
+
+
+def _to_8bit_gray(img: Image.Image) -> Image.Image:
+    """Scale 16/32-bit or float grayscale samples into 8-bit ``L`` (Pillow's own convert clips instead)."""
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        finite = arr[np.isfinite(arr)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        arr = np.nan_to_num(arr, nan=lo, posinf=hi, neginf=lo)
+        if lo >= 0.0 and hi <= 1.0:
+            scaled = arr * 255.0
+        else:
+            scaled = (arr - lo) * (255.0 / max(hi - lo, 1e-12))
+    elif img.mode == "I" and arr.size and arr.max() <= 255 and arr.min() >= 0:
+        scaled = arr  # 8-bit data stored in a 32-bit container
+    else:
+        scaled = arr / 257.0  # 16-bit: 65535 -> 255
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+
+
+def _apply_icc(img: Image.Image, icc: bytes) -> Image.Image | None:
+    """Convert an ICC-tagged RGB/CMYK image to sRGB; None when the profile is unusable."""
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(img, source, _SRGB_PROFILE, outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+        log.debug("ignoring unusable ICC profile: %s", exc)
+        return None
+
+
+def encode_image(img: Image.Image) -> bytes:
+    """Losslessly encode an RGB image as PNG (metadata dropped; same pixels give the same bytes)."""
+    if img.mode != "RGB":
+        img = _to_rgb(img)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def prepare_image(image: Image.Image | bytes, config: ImageConfig | None = None) -> tuple[Image.Image, PreparedImage]:
+    """Turn an upload (bytes or PIL image) into the image to embed and its stored form.
+
+    Args:
+        image: Encoded bytes (validated by :func:`decode_image`) or an already decoded PIL image.
+        config: Limits and the stored size; defaults to :class:`ImageConfig`.
+
+    Returns:
+        ``(rgb, prepared)``: the RGB image capped to ``config.max_side`` and its lossless PNG form, so embedding
+        ``rgb`` now and embedding the decoded PNG in a later rebuild give the same vectors.
+
+    Raises:
+        ImageError: The bytes are refused by :func:`decode_image`, or the PIL image exceeds ``max_pixels``.
+    """
+    config = config or ImageConfig()
+    if isinstance(image, Image.Image):
+        width, height = image.size
+        if width * height > config.max_pixels:
+            raise ImageError(f"image is {width}x{height} pixels; the limit is {config.max_pixels}")
+        rgb = normalize_image(image)
+    else:
+        rgb = decode_image(image, max_pixels=config.max_pixels, max_bytes=config.max_bytes)
+    if max(rgb.size) > config.max_side:
+        rgb = rgb.copy()
+        rgb.thumbnail((config.max_side, config.max_side), Image.Resampling.LANCZOS)
+    png = encode_image(rgb)
+    return rgb, PreparedImage(png=png, width=rgb.width, height=rgb.height, sha256=sha256_hex(png))

@@ -1,0 +1,463 @@
+"""Registry CRUD and constraints, and safe image decoding (indexes/images.py)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from indexes.images import ImageConfig, ImageError, decode_image, encode_image, prepare_image, sha256_hex
+from indexes.registry import (
+    Base,
+    Conflict,
+    Invalid,
+    MetaRow,
+    NotFound,
+    Registry,
+    RegistryError,
+    TextEntryRow,
+    normalize_name,
+)
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def two_tone(size: tuple[int, int] = (40, 20)) -> Image.Image:
+    """Left half red, right half blue: orientation and colour are both checkable."""
+    img = Image.new("RGB", size, (0, 0, 255))
+    img.paste((255, 0, 0), (0, 0, size[0] // 2, size[1]))
+    return img
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A tiny file whose header claims a huge 8-bit grayscale image (the pixels would be mostly zeros)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    row = b"\x00" * (width + 1)
+    idat = zlib.compress(row * min(height, 16), 9)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def registry(tmp_path) -> Registry:
+    reg = Registry(f"sqlite:///{tmp_path / 'db' / 'registry.db'}")
+    yield reg
+    reg.close()
+
+
+@pytest.fixture
+def logo_png() -> bytes:
+    img = Image.new("RGB", (64, 64), "white")
+    img.paste((200, 30, 30), (16, 16, 48, 48))
+    return encode(img, "PNG")
+
+
+# --------------------------------------------------------------------------------------------------- images
+def test_decode_rejects_random_bytes() -> None:
+    rng = np.random.default_rng(0)
+    with pytest.raises(ImageError, match="unsupported or unrecognised"):
+        decode_image(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+
+
+def test_decode_rejects_empty_and_oversized_files() -> None:
+    with pytest.raises(ImageError, match="empty"):
+        decode_image(b"")
+    with pytest.raises(ImageError, match="limit is 100"):
+        decode_image(encode(two_tone((400, 400)), "BMP"), max_bytes=100)
+
+
+def test_decode_rejects_truncated_jpeg() -> None:
+    noisy = Image.fromarray(np.random.default_rng(1).integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    data = encode(noisy, "JPEG", quality=90)
+    with pytest.raises(ImageError, match="truncated"):
+        decode_image(data[: len(data) // 2])
+
+
+def test_decode_rejects_decompression_bomb_before_decoding() -> None:
+    data = bomb_png(60_000, 60_000)  # 3.6e9 pixels announced by a ~200-byte file
+    assert len(data) < 10_000
+    with pytest.raises(ImageError, match="decompression bomb"):
+        decode_image(data)
+    with pytest.raises(ImageError, match="limit is 1000"):
+        decode_image(bomb_png(100, 100), max_pixels=1000)
+
+
+def test_decode_rejects_tiff() -> None:
+    with pytest.raises(ImageError, match="allowed: JPEG, PNG, WEBP, GIF, BMP"):
+        decode_image(encode(two_tone(), "TIFF"))
+
+
+def test_decode_converts_cmyk_jpeg_to_rgb() -> None:
+    cmyk = Image.new("CMYK", (16, 16), (0, 255, 255, 0))  # pure red in CMYK
+    img = decode_image(encode(cmyk, "JPEG", quality=95))
+    assert img.mode == "RGB"
+    r, g, b = img.getpixel((8, 8))
+    assert r > 200 and g < 60 and b < 60
+
+
+def test_decode_scales_16bit_png() -> None:
+    arr = np.zeros((8, 8), np.uint16)
+    arr[:, 4:] = 65535
+    arr[0, 0] = 32896  # 128 * 257
+    img = decode_image(encode(Image.fromarray(arr), "PNG"))
+    assert img.mode == "RGB"
+    assert img.getpixel((6, 6)) == (255, 255, 255)
+    assert img.getpixel((0, 0)) == (128, 128, 128)
+    assert img.getpixel((1, 1)) == (0, 0, 0)
+
+
+def test_decode_composites_palette_transparency_on_white() -> None:
+    pal = Image.new("P", (10, 10), 0)
+    pal.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)  # index 0 black (made transparent), index 1 red
+    pal.paste(1, (0, 0, 5, 10))
+    img = decode_image(encode(pal, "PNG", transparency=0))
+    assert img.mode == "RGB"
+    assert img.getpixel((2, 5)) == (255, 0, 0)
+    assert img.getpixel((8, 5)) == (255, 255, 255)  # transparent -> white, not black
+
+
+def test_decode_composites_alpha_webp_and_la_png_on_white() -> None:
+    rgba = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
+    rgba.paste((0, 0, 255, 255), (0, 0, 5, 10))
+    img = decode_image(encode(rgba, "WEBP", lossless=True))
+    assert img.getpixel((2, 5)) == (0, 0, 255) and img.getpixel((8, 5)) == (255, 255, 255)
+    la = Image.new("LA", (4, 4), (0, 0))
+    assert decode_image(encode(la, "PNG")).getpixel((1, 1)) == (255, 255, 255)
+
+
+def test_decode_applies_exif_orientation() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    img = decode_image(encode(two_tone((40, 20)), "JPEG", quality=95, exif=exif))
+    assert img.size == (20, 40)
+    top, bottom = img.getpixel((10, 3)), img.getpixel((10, 36))
+    assert top[0] > 200 and top[2] < 60  # the red left half is on top after rotating clockwise
+    assert bottom[2] > 200 and bottom[0] < 60
+
+
+def test_decode_takes_first_gif_frame_and_reads_bmp() -> None:
+    frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 255, 0))]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    assert decode_image(buf.getvalue()).getpixel((4, 4)) == (255, 0, 0)
+    assert decode_image(encode(two_tone(), "BMP")).getpixel((1, 1)) == (255, 0, 0)
+
+
+def test_prepare_image_downscales_and_stores_lossless_png() -> None:
+    noisy = Image.fromarray(np.random.default_rng(2).integers(0, 256, (300, 500, 3), dtype=np.uint8))
+    rgb, prepared = prepare_image(encode(noisy, "JPEG"), ImageConfig(max_side=100))
+    assert rgb.size == (100, 60) and (prepared.width, prepared.height) == (100, 60)
+    assert prepared.png.startswith(b"\x89PNG")
+    assert prepared.sha256 == sha256_hex(prepared.png)
+    np.testing.assert_array_equal(np.asarray(decode_image(prepared.png)), np.asarray(rgb))
+    assert encode_image(rgb) == prepared.png  # deterministic: same pixels, same bytes
+    _, prepared2 = prepare_image(Image.open(io.BytesIO(encode(noisy, "JPEG"))), ImageConfig(max_side=100))
+    assert prepared2.sha256 == prepared.sha256  # bytes and PIL inputs agree
+
+
+# --------------------------------------------------------------------------------------------------- brands
+def test_add_and_get_brand(registry: Registry) -> None:
+    brand = registry.add_brand(
+        " Nike ",
+        aliases=["NIKE", "Swoosh", " swoosh ", ""],
+        authorized_sellers=["nike.com", "nike.com"],
+        min_price=25,
+        currency="eur",
+    )
+    assert brand.name == "Nike"
+    assert brand.aliases == ("Swoosh",)  # the name itself, blanks and case-duplicates are dropped
+    assert brand.authorized_sellers == ("nike.com",)
+    assert brand.min_price == 25.0 and brand.currency == "EUR"
+    assert brand.created_at.tzinfo is not None
+    assert registry.get_brand(brand.id) == brand
+    entries = registry.list_text_entries(brand_id=brand.id)
+    assert [(e.kind, e.text) for e in entries] == [("name", "Nike"), ("alias", "Swoosh")]
+
+
+def test_brand_names_are_unique_ignoring_case_and_spacing(registry: Registry) -> None:
+    first = registry.add_brand("Under Armour")
+    with pytest.raises(Conflict) as info:
+        registry.add_brand("under   ARMOUR")
+    assert info.value.existing_id == first.id
+    assert normalize_name("\uff35\uff4e\uff44\uff45\uff52 Armour") == "under armour"  # NFKC folds full-width letters
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"name": "  "}, "must not be empty"),
+        ({"name": "x" * 201}, "limit is 200"),
+        ({"name": "A", "currency": "euro"}, "ISO 4217"),
+        ({"name": "A", "min_price": -1}, ">= 0"),
+        ({"name": "A", "min_price": float("nan")}, "finite"),
+        ({"name": "A", "aliases": "single-string"}, "list of strings"),
+        ({"name": "A", "aliases": [3]}, "must be a string"),
+    ],
+)
+def test_add_brand_validation(registry: Registry, kwargs: dict, message: str) -> None:
+    with pytest.raises(Invalid, match=message):
+        registry.add_brand(**kwargs)
+
+
+def test_missing_rows_raise_not_found(registry: Registry) -> None:
+    with pytest.raises(NotFound):
+        registry.get_brand(42)
+    with pytest.raises(NotFound):
+        registry.get_asset(42)
+    with pytest.raises(NotFound):
+        registry.delete_asset(42)
+    with pytest.raises(NotFound):
+        registry.get_text_entry(42)
+
+
+def test_find_brand_by_name_and_alias(registry: Registry) -> None:
+    nike = registry.add_brand("Nike", aliases=["Swoosh"])
+    registry.add_brand("Puma")
+    assert registry.find_brand_by_name("  NIKE ").id == nike.id
+    assert registry.find_brand_by_name("swoosh").id == nike.id
+    assert registry.find_brand_by_name("swoosh", include_aliases=False) is None
+    assert registry.find_brand_by_name("Adidas") is None
+
+
+# --------------------------------------------------------------------------------------------------- assets
+def test_add_asset_reencodes_and_counts(registry: Registry, logo_png: bytes) -> None:
+    brand = registry.add_brand("Acme")
+    jpeg = encode(decode_image(logo_png), "JPEG", quality=90)
+    asset = registry.add_asset(brand.id, "authentic", jpeg, title="Acme logo", source="unit-test")
+    assert (asset.width, asset.height, asset.kind, asset.active) == (64, 64, "authentic", True)
+    stored = registry.get_asset_image(asset.id)
+    assert stored.startswith(b"\x89PNG") and sha256_hex(stored) == asset.image_sha256
+    registry.add_asset(brand.id, "known_fake", logo_png)
+    [listed] = registry.list_brands()
+    assert (listed.n_authentic, listed.n_known_fakes) == (1, 1)
+    title = registry.list_text_entries(asset_id=asset.id)
+    assert [(e.kind, e.text, e.brand_id) for e in title] == [("title", "Acme logo", brand.id)]
+
+
+def test_add_asset_constraints(registry: Registry, logo_png: bytes) -> None:
+    brand = registry.add_brand("Acme")
+    first = registry.add_asset(brand.id, "authentic", logo_png)
+    with pytest.raises(Conflict) as info:
+        registry.add_asset(brand.id, "authentic", logo_png)
+    assert info.value.existing_id == first.id
+    registry.add_asset(brand.id, "known_fake", logo_png)  # same picture as another kind is allowed
+    with pytest.raises(Invalid, match="asset kind"):
+        registry.add_asset(brand.id, "fake", logo_png)
+    with pytest.raises(Invalid, match="image refused"):
+        registry.add_asset(brand.id, "authentic", b"not an image")
+    with pytest.raises(NotFound):
+        registry.add_asset(999, "authentic", logo_png)
+
+
+def test_delete_asset_is_soft_and_drops_its_texts_and_vectors(registry: Registry, logo_png: bytes) -> None:
+    brand = registry.add_brand("Acme")
+    asset = registry.add_asset(brand.id, "authentic", logo_png, title="Acme tee")
+    [entry] = registry.list_text_entries(asset_id=asset.id)
+    registry.store_vectors("asset", {asset.id: np.ones(4, np.float32)}, "m@1")
+    registry.store_vectors("text", {entry.id: np.ones(4, np.float32)}, "m@1")
+    assert registry.delete_asset(asset.id) is True
+    assert registry.delete_asset(asset.id) is False
+    assert registry.get_asset(asset.id).deleted_at is not None
+    assert registry.list_assets() == []
+    assert [a.id for a in registry.list_assets(include_deleted=True)] == [asset.id]
+    assert registry.map_asset_brands() == {}
+    assert registry.list_text_entries(asset_id=asset.id) == []
+    assert registry.load_vectors("asset", [asset.id], "m@1") == {}
+    assert registry.load_vectors("text", [entry.id], "m@1") == {}
+    assert registry.get_brand(brand.id).n_authentic == 0
+    again = registry.add_asset(brand.id, "authentic", logo_png)  # a deleted duplicate no longer blocks
+    assert again.id != asset.id
+
+
+def test_list_assets_filters(registry: Registry, logo_png: bytes) -> None:
+    a = registry.add_brand("A")
+    b = registry.add_brand("B")
+    x = registry.add_asset(a.id, "authentic", logo_png)
+    y = registry.add_asset(b.id, "known_fake", logo_png)
+    assert [r.id for r in registry.list_assets(kind="authentic")] == [x.id]
+    assert [r.id for r in registry.list_assets(brand_id=b.id)] == [y.id]
+    assert registry.map_asset_brands("known_fake") == {y.id: b.id}
+
+
+# --------------------------------------------------------------------------------------------------- text entries
+def test_text_entry_crud_writes_through(registry: Registry, logo_png: bytes) -> None:
+    brand = registry.add_brand("Acme", aliases=["ACME Corp"])
+    alias = registry.add_text_entry(brand.id, "Acme Inc")
+    assert registry.get_brand(brand.id).aliases == ("ACME Corp", "Acme Inc")
+    with pytest.raises(Conflict):
+        registry.add_text_entry(brand.id, "acme inc")
+    with pytest.raises(Conflict):
+        registry.add_text_entry(brand.id, "ACME")
+    with pytest.raises(Invalid, match="created with the brand"):
+        registry.add_text_entry(brand.id, "Other", kind="name")
+    registry.update_text_entry(alias.id, "Acme Industries")
+    assert registry.get_brand(brand.id).aliases == ("ACME Corp", "Acme Industries")
+    registry.delete_text_entry(alias.id)
+    assert registry.get_brand(brand.id).aliases == ("ACME Corp",)
+    with pytest.raises(NotFound):
+        registry.get_text_entry(alias.id)
+
+    name_entry = next(e for e in registry.list_text_entries(brand_id=brand.id) if e.kind == "name")
+    registry.add_brand("Globex")
+    with pytest.raises(Conflict):
+        registry.update_text_entry(name_entry.id, "GLOBEX")
+    registry.update_text_entry(name_entry.id, "Acme Co")
+    assert registry.get_brand(brand.id).name == "Acme Co"
+    assert registry.find_brand_by_name("acme co").id == brand.id
+    with pytest.raises(Invalid, match="cannot be deleted"):
+        registry.delete_text_entry(name_entry.id)
+
+    asset = registry.add_asset(brand.id, "authentic", logo_png)
+    title = registry.add_text_entry(brand.id, "Acme hoodie", kind="title", asset_id=asset.id)
+    assert registry.get_asset(asset.id).title == "Acme hoodie"
+    with pytest.raises(Conflict, match="already has a title"):
+        registry.add_text_entry(brand.id, "Another", kind="title", asset_id=asset.id)
+    registry.delete_text_entry(title.id)
+    assert registry.get_asset(asset.id).title is None
+
+
+def test_update_text_entry_drops_cached_vector(registry: Registry) -> None:
+    brand = registry.add_brand("Acme", aliases=["Acmi"])
+    alias = next(e for e in registry.list_text_entries(brand_id=brand.id) if e.kind == "alias")
+    registry.store_vectors("text", {alias.id: np.ones(3, np.float32)}, "m@1")
+    registry.update_text_entry(alias.id, "Akme")
+    assert registry.load_vectors("text", [alias.id], "m@1") == {}
+
+
+# --------------------------------------------------------------------------------------------------- vectors, meta
+def test_vector_cache_round_trip_per_model(registry: Registry) -> None:
+    v1 = np.linspace(-1, 1, 8).astype(np.float32)
+    registry.store_vectors("asset", {7: v1}, "model-a@1")
+    registry.store_vectors("asset", {7: -v1}, "model-b@1")
+    registry.store_vectors("asset", {7: 2 * v1}, "model-a@1")  # replaces, no unique-constraint error
+    np.testing.assert_array_equal(registry.load_vectors("asset", [7, 8], "model-a@1")[7], 2 * v1)
+    np.testing.assert_array_equal(registry.load_vectors("asset", [7], "model-b@1")[7], -v1)
+    assert registry.load_vectors("text", [7], "model-a@1") == {}
+
+
+def test_index_version_bumps_and_persists(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    with Registry(url) as reg:
+        assert reg.get_index_version() == 0
+        assert reg.bump_index_version() == 1
+        with reg.transaction() as session:
+            assert reg.bump_index_version(session=session) == 2
+    with Registry(url) as reg:
+        assert reg.get_index_version() == 2
+
+
+def test_rolled_back_transaction_leaves_nothing(registry: Registry) -> None:
+    with pytest.raises(RuntimeError), registry.transaction() as session:
+        registry.add_brand("Ghost", session=session)
+        registry.bump_index_version(session=session)
+        raise RuntimeError("crash before commit")
+    assert registry.list_brands() == [] and registry.get_index_version() == 0
+
+
+def test_sqlite_uses_wal_and_enforces_foreign_keys(registry: Registry) -> None:
+    with registry.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    with pytest.raises(IntegrityError), registry.transaction() as session:
+        session.add(TextEntryRow(brand_id=12345, kind="alias", text="orphan"))
+        session.flush()
+
+
+def test_refuses_other_schema_version(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    with Registry(url) as reg, reg.transaction() as session:
+        session.get(MetaRow, "schema_version").value = "999"
+    with pytest.raises(RegistryError, match="schema v999"):
+        Registry(url)
+
+
+def test_schema_compiles_for_postgresql() -> None:
+    dialect = postgresql.dialect()
+    ddl = [str(CreateTable(table).compile(dialect=dialect)) for table in Base.metadata.sorted_tables]
+    ddl += [str(CreateIndex(ix).compile(dialect=dialect)) for t in Base.metadata.sorted_tables for ix in t.indexes]
+    joined = "\n".join(ddl)
+    assert "BYTEA" in joined and "TIMESTAMP WITH TIME ZONE" in joined and "JSON" in joined
+    assert {t.name for t in Base.metadata.sorted_tables} == {
+        "brands",
+        "assets",
+        "text_entries",
+        "vectors",
+        "scored_listings",
+        "feedback",
+        "meta",
+    }
+
+
+# --------------------------------------------------------------------------------------------------- scores, feedback
+def test_record_score_and_export_feedback(registry: Registry) -> None:
+    brand = registry.add_brand("Acme")
+    digest = sha256_hex(b"photo")
+    registry.record_score(
+        "L-1",
+        request={"title": "cheap acme", "price": 3.5, "images": [{"sha256": digest}]},
+        image_sha256s=[digest],
+        risk=0.2,
+        decision="allow",
+        brand_id=None,
+        signals={"max_sim": np.float32(0.5)},
+        model_version="m@1",
+        index_version=3,
+    )
+    registry.record_score(
+        "L-1",
+        request={"title": "cheap acme v2"},
+        image_sha256s=[],
+        risk=np.float64(0.93),
+        decision="block",
+        brand_id=brand.id,
+        signals={"max_sim": np.float32(0.9), "per_region": np.array([0.1, 0.9])},
+        model_version="m@1",
+        index_version=4,
+    )
+    registry.add_feedback("L-1", "counterfeit", brand_id=brand.id, reviewer="ana", note="fake tag")
+    registry.add_feedback("L-unscored", "unbranded")
+    rows = registry.export_feedback()
+    assert [r["listing_id"] for r in rows] == ["L-1", "L-unscored"]
+    first = rows[0]
+    assert first["verdict"] == "counterfeit" and first["brand_name"] == "Acme" and first["reviewer"] == "ana"
+    assert first["request"] == {"title": "cheap acme v2"}  # joined with the latest score of that listing
+    assert first["decision"] == "block" and first["index_version"] == 4 and first["scored_brand_id"] == brand.id
+    assert first["signals"]["per_region"] == pytest.approx([0.1, 0.9])
+    assert rows[1]["request"] is None and rows[1]["risk"] is None
+    future = datetime.now(UTC) + timedelta(hours=1)
+    assert registry.export_feedback(since=future) == []
+
+
+def test_record_score_and_feedback_validation(registry: Registry) -> None:
+    base = dict(
+        image_sha256s=[], risk=0.5, decision="allow", brand_id=None, signals={}, model_version="m", index_version=0
+    )
+    with pytest.raises(Invalid, match="raw bytes"):
+        registry.record_score("L", request={"image": b"\xff\xd8"}, **base)
+    with pytest.raises(Invalid, match="SHA-256"):
+        registry.record_score("L", request={}, **{**base, "image_sha256s": ["abc"]})
+    with pytest.raises(Invalid, match="finite"):
+        registry.record_score("L", request={}, **{**base, "risk": float("inf")})
+    with pytest.raises(NotFound):
+        registry.record_score("L", request={}, **{**base, "brand_id": 77})
+    with pytest.raises(Invalid, match="verdict"):
+        registry.add_feedback("L", "fake")
+    with pytest.raises(NotFound):
+        registry.add_feedback("L", "authentic", brand_id=77)

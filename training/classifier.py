@@ -1,0 +1,135 @@
+"""Fit the brand-presence and calibrated risk models on features from ``detector.features``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import GroupKFold, cross_val_predict
+
+from detector.classifier import RiskClassifier
+from detector.features import ListingFeatures, candidate_matrix, risk_vector
+from detector.policy import PolicyConfig
+
+__all__ = ["ClassifierConfig", "LabelledFeatures", "fit_classifier", "choose_thresholds"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClassifierConfig:
+    """Hyper-parameters of the two gradient-boosted models."""
+
+    max_iter: int = 200  # boosting rounds
+    learning_rate: float = 0.08
+    max_leaf_nodes: int = 15
+    l2_regularization: float = 1.0
+    min_samples_leaf: int = 20
+    folds: int = 5  # out-of-fold brand confidences feed the risk model, so it never sees over-confident ones
+    seed: int = 0
+
+
+@dataclass
+class LabelledFeatures:
+    """Features of listings with their labels."""
+
+    features: list[ListingFeatures]
+    labels: list[str]  # counterfeit / authentic / unbranded
+    brand_ids: list[int | None]  # the registered brand whose mark is shown, if any
+    groups: list[str]  # grouping key for folds (the brand slug, or the listing id when none)
+    records: list[dict] = field(default_factory=list)  # the dataset rows (for metrics by generator kind)
+
+
+def _model(cfg: ClassifierConfig) -> HistGradientBoostingClassifier:
+    return HistGradientBoostingClassifier(
+        max_iter=cfg.max_iter, learning_rate=cfg.learning_rate, max_leaf_nodes=cfg.max_leaf_nodes,
+        l2_regularization=cfg.l2_regularization, min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.seed,
+    )
+
+
+def _candidate_labels(data: LabelledFeatures) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    x, keys = candidate_matrix(data.features)
+    y = np.array([int(data.brand_ids[i] is not None and data.brand_ids[i] == b) for i, b in keys], dtype=np.int64)
+    return x, y, keys
+
+
+def fit_classifier(train: LabelledFeatures, calibration: LabelledFeatures, cfg: ClassifierConfig) -> RiskClassifier:
+    """Fit brand presence on train candidates, risk on train listings, isotonic calibration on ``calibration``.
+
+    Brand confidences used to train the risk model are out-of-fold (grouped by brand), so the risk model learns how
+    much to trust a confidence it will really see at serving time.
+    """
+    x, y, keys = _candidate_labels(train)
+    if len(set(y.tolist())) < 2:
+        raise ValueError("brand model needs both present and absent candidates in the training data")
+    groups = np.array([train.groups[i] for i, _ in keys])
+    brand_model = _model(cfg).fit(x, y)
+    n_groups = len(set(groups.tolist()))
+    folds = min(cfg.folds, n_groups)
+    if folds >= 2:
+        oof = cross_val_predict(_model(cfg), x, y, groups=groups, cv=GroupKFold(folds), method="predict_proba")[:, 1]
+    else:
+        oof = brand_model.predict_proba(x)[:, 1]
+    conf = dict(zip(keys, oof))
+    for i, lf in enumerate(train.features):
+        for c in lf.candidates:
+            c.confidence = float(conf[(i, c.brand_id)])
+
+    xr = np.stack([risk_vector(lf) for lf in train.features])
+    yr = np.array([lab == "counterfeit" for lab in train.labels], dtype=np.int64)
+    risk_raw = _model(cfg).fit(xr, yr)
+
+    clf = RiskClassifier(brand_model, risk_raw)
+    clf.set_brand_confidence(calibration.features)
+    xc = np.stack([risk_vector(lf) for lf in calibration.features])
+    yc = np.array([lab == "counterfeit" for lab in calibration.labels], dtype=np.int64)
+    calibrated = CalibratedClassifierCV(FrozenEstimator(risk_raw), method="isotonic").fit(xc, yc)
+    clf.risk_model = calibrated
+    # Leave training features with the final model's confidences, as serving will compute them.
+    clf.set_brand_confidence(train.features)
+    return clf
+
+
+def _threshold_for_precision(scores: np.ndarray, positive: np.ndarray, target: float, min_support: int = 5) -> float:
+    """Lowest threshold whose precision on (scores >= t) is at least ``target``; 1.0 when none reaches it."""
+    order = np.argsort(-scores, kind="stable")
+    s, p = scores[order], positive[order].astype(np.float64)
+    tp = np.cumsum(p)
+    n = np.arange(1, len(s) + 1)
+    precision = tp / n
+    best = 1.0
+    for idx in range(len(s)):
+        # only cut between distinct scores
+        if idx + 1 < len(s) and s[idx + 1] == s[idx]:
+            continue
+        if n[idx] >= min_support and precision[idx] >= target:
+            best = float(s[idx])
+    return best
+
+
+def choose_thresholds(
+    risks: np.ndarray,
+    labels: Sequence[str],
+    brand_conf_unbranded: np.ndarray,
+    base: PolicyConfig,
+    max_unregistered_attribution: float = 0.03,
+) -> PolicyConfig:
+    """Pick review / block thresholds for the policy's target precisions and the brand-confidence threshold.
+
+    The brand threshold is the smallest one (at least 0.5) that attributes at most
+    ``max_unregistered_attribution`` of unbranded listings to a registered brand.
+    """
+    positive = np.array([lab == "counterfeit" for lab in labels])
+    block = _threshold_for_precision(risks, positive, base.target_block_precision)
+    review = min(_threshold_for_precision(risks, positive, base.target_review_precision), block)
+    brand_t = 0.5
+    if len(brand_conf_unbranded):
+        brand_t = max(0.5, float(np.quantile(brand_conf_unbranded, 1.0 - max_unregistered_attribution)) + 1e-6)
+        brand_t = min(brand_t, 0.99)
+    return PolicyConfig.from_dict({**base.to_dict(), "review_threshold": round(review, 6),
+                                   "block_threshold": round(block, 6), "brand_threshold": round(brand_t, 6)})

@@ -1,0 +1,102 @@
+"""Small stages shared by training, evaluation and the demo: dataset -> catalog -> features -> labelled features."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from detector.features import Featurizer, ListingFeatures
+from detector.listing import Listing
+from indexes.catalog import AssetInput, Catalog
+from training.classifier import LabelledFeatures
+from training.data import Dataset
+
+__all__ = ["progress_bar", "register_brands", "load_listing", "featurize_records", "label_features"]
+
+log = logging.getLogger(__name__)
+
+
+def progress_bar(enabled: bool = True) -> Progress:
+    """A rich progress bar (disabled output when ``enabled`` is False)."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), disable=not enabled, transient=False)
+
+
+def register_brands(
+    catalog: Catalog,
+    dataset: Dataset,
+    splits: Iterable[str],
+    progress: bool = True,
+    brand_limit: int | None = None,
+) -> dict[str, int]:
+    """Register the dataset's registered brands of ``splits`` with their assets; returns slug -> brand_id.
+
+    Brands already in the catalog (same name) are reused, so a catalog can be grown split by split.
+    """
+    splits = set(splits)
+    brands = [b for b in dataset.brands if b["registered"] and b["split"] in splits]
+    if brand_limit is not None:
+        brands = brands[:brand_limit]
+    existing = {b["name"].casefold(): b["brand_id"] for b in catalog.registry.list_brands()}
+    slug_to_id: dict[str, int] = {}
+    for b in brands:
+        if b["name"].casefold() in existing:
+            slug_to_id[b["slug"]] = existing[b["name"].casefold()]
+            continue
+        brand_id, _ = catalog.add_brand(b["name"], aliases=b["aliases"], authorized_sellers=b["authorized_sellers"],
+                                        min_price=b["min_price"], currency=b["currency"])
+        slug_to_id[b["slug"]] = brand_id
+    assets = [a for a in dataset.assets if a["brand_slug"] in slug_to_id and a["split"] in splits]
+    items = [AssetInput(slug_to_id[a["brand_slug"]], a["kind"], dataset.image_path(a["image"]).read_bytes(),
+                        a.get("title"), a.get("source")) for a in assets]
+    with progress_bar(progress) as bar:
+        task = bar.add_task(f"registering {len(items)} assets of {len(brands)} brands", total=len(items))
+        if items:
+            catalog.add_assets(items, progress=lambda done, total: bar.update(task, completed=done))
+    return slug_to_id
+
+
+def load_listing(dataset: Dataset, rec: dict[str, Any]) -> Listing:
+    """A dataset record as the :class:`Listing` the service would decode."""
+    images = [dataset.open_image(p).convert("RGB") for p in rec.get("images", [])]
+    return Listing(rec["listing_id"], rec.get("title", ""), rec.get("description", ""), rec.get("price"),
+                   rec.get("currency"), rec.get("seller_id"), images)
+
+
+def featurize_records(
+    featurizer: Featurizer,
+    dataset: Dataset,
+    records: Sequence[dict[str, Any]],
+    batch_size: int = 16,
+    progress: bool = True,
+    description: str = "featurizing",
+) -> list[ListingFeatures]:
+    """Features of dataset records, in batches, with a progress bar."""
+    out: list[ListingFeatures] = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task(f"{description} {len(records)} listings", total=len(records))
+        for start in range(0, len(records), batch_size):
+            chunk = records[start : start + batch_size]
+            out += featurizer.featurize([load_listing(dataset, r) for r in chunk])
+            bar.update(task, advance=len(chunk))
+    return out
+
+
+def label_features(
+    records: Sequence[dict[str, Any]], features: list[ListingFeatures], slug_to_id: dict[str, int]
+) -> LabelledFeatures:
+    """Attach labels, true brand ids and fold groups to features."""
+    brand_ids = [slug_to_id.get(r["brand_slug"]) if r.get("brand_slug") else None for r in records]
+    groups = [r.get("brand_slug") or (r.get("meta") or {}).get("logo_slug") or r["listing_id"] for r in records]
+    return LabelledFeatures(features, [r["label"] for r in records], brand_ids, groups, list(records))
+
+
+def dataset_path(path: str | Path) -> Path:
+    """Resolve a dataset folder, failing clearly when it has no manifest."""
+    path = Path(path)
+    if not (path / "manifest.json").is_file():
+        raise FileNotFoundError(f"{path} is not a dataset folder (no manifest.json); run `detector data generate`")
+    return path

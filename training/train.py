@@ -1,0 +1,201 @@
+"""Train a model directory: catalog of training brands -> features -> brand + risk classifiers -> policy.
+
+``python -m training.train --config quick --data DIR --out runs/quick`` (or ``detector train``). Held-out brands
+(sha1(slug) % 10 == 0) are refused anywhere in the training or validation data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from detector.bundle import save_model_dir
+from detector.embedder import create_embedder, get_model_config
+from detector.features import BrandInfo, FeatureConfig, Featurizer
+from detector.policy import get_policy
+from indexes.catalog import Catalog
+from training.classifier import ClassifierConfig, LabelledFeatures, choose_thresholds, fit_classifier
+from training.data import Dataset, load_dataset
+from training.pipeline import dataset_path, featurize_records, label_features, register_brands
+from training.splits import is_heldout_brand, split_hash
+
+__all__ = ["TrainConfig", "get_train_config", "list_train_configs", "train", "assert_no_heldout", "main"]
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class TrainConfig:
+    """One training run (named JSON files in ``training/configs``)."""
+
+    name: str
+    embedder: str = "effnet-lite0-minilm"  # model config name (detector/configs/models)
+    policy: str = "default"  # base policy whose target precisions the thresholds aim for
+    seed: int = 0
+    batch_size: int = 16  # listings per featurizer call
+    max_listings: int | None = None  # cap per split (quick runs)
+    index_factory: str = "IDMap2,Flat"
+    features: dict[str, Any] = field(default_factory=dict)  # FeatureConfig fields
+    classifier: dict[str, Any] = field(default_factory=dict)  # ClassifierConfig fields
+    data: dict[str, Any] = field(default_factory=dict)  # DataConfig fields for `detector data generate`
+    description: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown train config fields {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def list_train_configs() -> list[str]:
+    """Names of the shipped training configs."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def get_train_config(name: str | Path) -> TrainConfig:
+    """A shipped config by name or a JSON file; unknown names list the known ones."""
+    path = Path(name)
+    if path.suffix != ".json":
+        path = CONFIG_DIR / f"{name}.json"
+    if not path.is_file():
+        raise KeyError(f"unknown train config {str(name)!r}; known: {list_train_configs()}")
+    return TrainConfig.from_dict(json.loads(path.read_text()))
+
+
+def _brand_slugs_of(rec: dict[str, Any]) -> set[str]:
+    meta = rec.get("meta") or {}
+    return {s for s in (rec.get("brand_slug"), meta.get("logo_slug"), meta.get("mentioned_brand")) if s}
+
+
+def assert_no_heldout(records: Sequence[dict[str, Any]], brands: Sequence[dict[str, Any]] = ()) -> None:
+    """Raise if any record or brand touches a held-out brand (sha1(slug) % 10 == 0)."""
+    bad = sorted({s for r in records for s in _brand_slugs_of(r) if is_heldout_brand(s)}
+                 | {b["slug"] for b in brands if is_heldout_brand(b["slug"])})
+    if bad:
+        raise ValueError(f"held-out brands in training data: {bad[:10]} ({len(bad)} in all)")
+
+
+def _half(group: str, seed: int) -> int:
+    return int(hashlib.sha1(f"{seed}:{group}".encode()).hexdigest(), 16) % 2
+
+
+def _subset(data: LabelledFeatures, keep: list[bool]) -> LabelledFeatures:
+    pick = [i for i, k in enumerate(keep) if k]
+    return LabelledFeatures([data.features[i] for i in pick], [data.labels[i] for i in pick],
+                            [data.brand_ids[i] for i in pick], [data.groups[i] for i in pick],
+                            [data.records[i] for i in pick] if data.records else [])
+
+
+def brand_infos(catalog: Catalog) -> dict[int, BrandInfo]:
+    """The catalog's brands as the featurizer wants them."""
+    return {
+        b["brand_id"]: BrandInfo(b["brand_id"], b["name"], tuple(b["aliases"]), tuple(b["authorized_sellers"]),
+                                 b["min_price"], b["currency"] or "USD")
+        for b in catalog.registry.list_brands()
+    }
+
+
+def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progress: bool = True,
+          weights_delta: dict[str, torch.Tensor] | None = None) -> Path:
+    """Run one training; returns the model directory (``out_dir/model``) with metrics in its sidecar."""
+    t_start = time.time()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    dataset = load_dataset(dataset_path(data_dir))
+    rng = np.random.default_rng(config.seed)
+
+    records = {}
+    for split in ("train", "val"):
+        recs = dataset.listings_for(split)
+        if config.max_listings is not None and len(recs) > config.max_listings:
+            recs = [recs[i] for i in sorted(rng.choice(len(recs), config.max_listings, replace=False))]
+        records[split] = recs
+    train_brands = [b for b in dataset.brands if b["split"] in ("train", "val")]
+    assert_no_heldout(records["train"] + records["val"], train_brands)
+
+    feature_config = FeatureConfig.from_dict(config.features)
+    embedder = create_embedder(config.embedder, weights_delta=weights_delta)
+    home = Path(tempfile.mkdtemp(prefix="train-catalog-", dir=out_dir))
+    try:
+        catalog = Catalog.open(home, embedder, index_factory=config.index_factory)
+        slug_to_id = register_brands(catalog, dataset, ("train", "val"), progress=progress)
+        featurizer = Featurizer(embedder, catalog, brand_infos(catalog), feature_config)
+        labelled = {}
+        for split in ("train", "val"):
+            feats = featurize_records(featurizer, dataset, records[split], config.batch_size, progress,
+                                      description=f"{split}:")
+            labelled[split] = label_features(records[split], feats, slug_to_id)
+        catalog.close()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+    val = labelled["val"]
+    halves = [_half(g, config.seed) for g in val.groups]
+    calib, thresh = _subset(val, [h == 0 for h in halves]), _subset(val, [h == 1 for h in halves])
+    clf = fit_classifier(labelled["train"], calib, ClassifierConfig(**config.classifier))
+    clf.set_brand_confidence(thresh.features)
+    risks = clf.predict_risk(thresh.features)
+    unbranded_conf = np.array([(lf.best().confidence if lf.best() else 0.0)
+                               for lf, lab in zip(thresh.features, thresh.labels) if lab == "unbranded"])
+    policy = choose_thresholds(risks, thresh.labels, unbranded_conf, get_policy(config.policy))
+    policy.name = f"{config.name}-tuned"
+
+    from training.metrics import compute_metrics
+
+    clf.set_brand_confidence(val.features)
+    val_metrics = compute_metrics(val, clf.predict_risk(val.features), policy)
+    extra = {
+        "train_config": dataclasses.asdict(config),
+        "data": {
+            "path": str(Path(data_dir).resolve()),
+            "manifest_format": dataset.manifest.get("format_version"),
+            "seed": dataset.manifest.get("seed"),
+            "split_hashes": {s: split_hash(records[s]) for s in records},
+            "n_listings": {s: len(records[s]) for s in records},
+            "n_brands_registered": len(slug_to_id),
+            "heldout_rule": "int(sha1(slug).hexdigest(), 16) % 10 == 0 brands excluded from training and tuning",
+        },
+        "metrics": {"val": val_metrics},
+        "wall_time_s": round(time.time() - t_start, 1),
+    }
+    model_dir = save_model_dir(out_dir / "model", embedder_config=get_model_config(config.embedder).to_dict(),
+                               classifier=clf, policy=policy, feature_config=feature_config,
+                               weights_delta=weights_delta, extra=extra)
+    log.info("model written to %s in %.0f s", model_dir, time.time() - t_start)
+    return model_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.train --config NAME --data DIR --out DIR``."""
+    parser = argparse.ArgumentParser(prog="training.train", description=__doc__)
+    parser.add_argument("--config", default="quick", help=f"train config name or JSON file ({list_train_configs()})")
+    parser.add_argument("--data", required=True, help="dataset folder (see docs/data_format.md)")
+    parser.add_argument("--out", required=True, help="run folder; the model lands in OUT/model")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    model_dir = train(get_train_config(args.config), args.data, args.out, progress=not args.no_progress)
+    print(json.dumps({"model_dir": str(model_dir),
+                      "metrics": json.loads((model_dir / "model.json").read_text())["metrics"]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
