@@ -25,6 +25,7 @@ from detector.text import BrandTextMatcher, mention_context, replica_terms
 __all__ = [
     "FeatureConfig",
     "BrandInfo",
+    "brand_infos",
     "Candidate",
     "ListingFeatures",
     "Featurizer",
@@ -90,6 +91,15 @@ class BrandInfo:
     authorized_sellers: tuple[str, ...] = ()
     min_price: float | None = None
     currency: str = "USD"
+
+
+def brand_infos(records: Sequence[Any]) -> dict[int, BrandInfo]:
+    """``BrandInfo`` by id from registry brand records (objects with id, name, aliases, ... attributes)."""
+    return {
+        r.id: BrandInfo(r.id, r.name, tuple(r.aliases or ()), tuple(r.authorized_sellers or ()), r.min_price,
+                        r.currency or "USD")
+        for r in records
+    }
 
 
 @dataclass

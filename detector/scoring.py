@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from detector.bundle import ModelBundle
-from detector.features import BrandInfo, Featurizer, ListingFeatures, OcrReader
+from detector.features import Featurizer, ListingFeatures, OcrReader, brand_infos
 from detector.listing import Listing
 from detector.policy import decide
 
@@ -78,13 +78,7 @@ class Scorer:
         if version == self._brands_version:
             return
         with self._lock:
-            brands = {
-                b["brand_id"]: BrandInfo(
-                    brand_id=b["brand_id"], name=b["name"], aliases=tuple(b.get("aliases") or ()),
-                    authorized_sellers=tuple(b.get("authorized_sellers") or ()), min_price=b.get("min_price"),
-                    currency=b.get("currency") or "USD")
-                for b in self.catalog.brand_table()
-            }
+            brands = brand_infos(self.catalog.registry.list_brands())
             self.featurizer.set_brands(brands)
             self._brands_version = version
 

@@ -258,7 +258,8 @@ _AAA_BENIGN = re.compile(
 )
 # Nouns after "fake" that name a legitimate imitation product, not a counterfeit.
 _FAKE_BENIGN = re.compile(
-    r"(?:leather|fur|plants?|flowers?|grass|moss|ivy|trees?|eye ?lash(?:es)?|lashes|nails?|tan|tann\w*|blood|snow|tattoos?"
+    r"(?:leather|fur|plants?|flowers?|grass|moss|ivy|trees?|eye ?lash(?:es)?|lashes|nails?|tan|tann\w*|blood|snow"
+    r"|tattoos?"
     r"|piercings?|food|fruits?|candles?|beard|mo?ustache|teeth|wounds?|cameras?|security|rocks?|stones?|ice|fireplace"
     r"|window|books?|pregnancy|belly|bake|money|cake|hair\w*)\b"
 )
@@ -339,16 +340,17 @@ def replica_terms(text: str) -> list[str]:
 # Compatibility mentions
 # --------------------------------------------------------------------------------------------------------------------
 
+_FEW_WORDS = r"(?:[^ ]+ ){0,4}"
 # Cues before the brand, canonical cue -> pattern; explicit cues may be a few words away ("compatible with Apple and
 # Samsung"), a bare "for" must stand right before the brand or one filler word ("shoes for men Nike" is no mention).
 _BEFORE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (cue, re.compile(r"(?:^|[^\w])(?:" + pattern + r")[ ,:]+" + gap + "$"))
     for cue, pattern, gap in (
-        ("compatible with", r"compatible (?:with|for|to)", r"(?:[^ ]+ ){0,4}"),
-        ("replacement for", r"replacements? (?:[^ ]+ ){0,3}(?:for|of)", r"(?:[^ ]+ ){0,4}"),
-        ("works with", r"works? (?:with|on)", r"(?:[^ ]+ ){0,4}"),
-        ("designed for", r"designed (?:for|to fit)|made (?:for|to fit)|suitable for|for use (?:with|on|in)", r"(?:[^ ]+ ){0,4}"),
-        ("fits", r"fits?(?: for)?|to fit", r"(?:[^ ]+ ){0,4}"),
+        ("compatible with", r"compatible (?:with|for|to)", _FEW_WORDS),
+        ("replacement for", r"replacements? (?:[^ ]+ ){0,3}(?:for|of)", _FEW_WORDS),
+        ("works with", r"works? (?:with|on)", _FEW_WORDS),
+        ("designed for", r"(?:designed|made) (?:for|to fit)|suitable for|for use (?:with|on|in)", _FEW_WORDS),
+        ("fits", r"fits?(?: for)?|to fit", _FEW_WORDS),
         ("for", r"for", r"(?:(?:the|new|all|most|your|my|any|select|selected|latest|older) )?"),
     )
 )
@@ -393,7 +395,7 @@ class TextMatch:
     """One brand found in a text."""
 
     brand_id: str
-    score: float  # 1.0 for an exact match after normalisation; fuzz.ratio / 100 for a one-edit typo
+    score: float  # 1.0 for an exact match after normalisation; fuzz.ratio / 100 for a typo match
     matched_text: str  # the raw text that matched (title[span[0]:span[1]])
     span: tuple[int, int]  # character offsets in the raw text
     method: str  # "exact" (verbatim), "normalized" (equal after normalisation) or "fuzzy" (edit distance)
@@ -461,7 +463,7 @@ def _tokens(text: str, camel: frozenset[int] | None) -> list[tuple[str, int, int
         start, end = m.start(), m.end()
         if camel:
             for k in range(start + 3, end - 2):
-                if k in camel:
+                if k in camel and k - start >= 3:
                     out.append((text[start:k], start, k))
                     start = k
         out.append((text[start:end], start, end))
@@ -570,14 +572,15 @@ class BrandTextMatcher:
         self._fuzzy: _FuzzyIndex | None = None
         t0 = time.perf_counter()
         self._is_word("the")  # loads the lexicon now rather than on the first match
-        for brand_id, names in brands:
-            self._add(brand_id, names)
-        if self._names:
+        unmatchable = [brand_id for brand_id, names in brands if not self._add(brand_id, names)]
+        if self._names or unmatchable:
             log.info(
-                "text matcher: %d brands, %d keys in %.0f ms",
+                "text matcher: %d brands, %d keys in %.0f ms; %d brands with only one-letter names left out: %s",
                 len(self._names),
                 len(self._exact),
                 1000 * (time.perf_counter() - t0),
+                len(unmatchable),
+                unmatchable[:10],
             )
 
     def __len__(self) -> int:
@@ -628,7 +631,7 @@ class BrandTextMatcher:
         if brand_id in self._names:
             self._remove(brand_id)
         if not aliases:
-            log.info("brand %s: no name of %d+ characters, not matched in text: %r", brand_id, cfg.min_name_len, names)
+            log.debug("brand %s: no name of %d+ characters, not matched in text: %r", brand_id, cfg.min_name_len, names)
             return False
         self._names[brand_id] = tuple(aliases)
         for a in aliases:
@@ -794,7 +797,8 @@ class BrandTextMatcher:
             rank = (hit.score, verbatim, len(hit.alias.key), -hit.span[0])
             current = best.get(hit.alias.brand_id)
             if current is None or rank > current[0]:
-                best[hit.alias.brand_id] = (rank, hit, TextMatch(hit.alias.brand_id, hit.score, raw, hit.span, method, not verbatim))
+                match = TextMatch(hit.alias.brand_id, hit.score, raw, hit.span, method, not verbatim)
+                best[hit.alias.brand_id] = (rank, hit, match)
 
         def contains(outer: _Hit, inner: _Hit) -> bool:
             """Whether ``inner`` is part of the longer name matched by ``outer`` ("Google" in "Google Cloud")."""

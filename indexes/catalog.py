@@ -41,7 +41,7 @@ from PIL import Image
 from sqlalchemy.orm import Session
 
 from indexes.images import ImageConfig, ImageError, PreparedImage, decode_image, prepare_image
-from indexes.index import PAD_ID, VectorIndex, hash_ids, write_atomic
+from indexes.index import PAD_ID, VectorIndex, write_atomic
 from indexes.registry import ASSET_KINDS, Conflict, Invalid, Registry, RegistryError, TextEntryRecord
 
 __all__ = [
@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 INDEX_NAMES = ("image_authentic", "image_known_fake", "text")
 MANIFEST_FORMAT = 1
 MANIFEST_NAME = "manifest.json"
+_OPEN_ATTEMPTS = 3  # verification attempts at open while another process may be writing
+_OPEN_RETRY_S = 0.2
 ProgressFn = Callable[[int, int], None]  # progress(done, total)
 T = TypeVar("T")
 
@@ -291,17 +293,25 @@ class Catalog:
                 self._state = _State(self._state.version, self._state.indexes, files, {}, {})
                 self._write_manifest(self._state)
             return
-        state, report = self._load_verified()
-        if state is not None:
-            self._state = state
-            log.info(
-                "opened catalog %s at index_version %d (%s)",
-                self.home,
-                state.version,
-                ", ".join(f"{n}={state.indexes[n].ntotal}" for n in INDEX_NAMES),
-            )
-            return
-        raise IndexMismatchError(report)
+        for attempt in range(_OPEN_ATTEMPTS):
+            state, report = self._load_verified()
+            if state is not None:
+                self._state = state
+                log.info(
+                    "opened catalog %s at index_version %d (%s)",
+                    self.home,
+                    state.version,
+                    ", ".join(f"{n}={state.indexes[n].ntotal}" for n in INDEX_NAMES),
+                )
+                return
+            # A writer in another process may be mid-update (files replaced, or committed with the manifest next):
+            # give it a moment before calling the home inconsistent.
+            moved = self.registry.get_index_version() != report.index_version
+            lagging = report.manifest_version == report.index_version - 1
+            if attempt + 1 < _OPEN_ATTEMPTS and (moved or lagging):
+                time.sleep(_OPEN_RETRY_S)
+                continue
+            raise IndexMismatchError(report)
 
     def _is_pristine(self) -> bool:
         """Nothing on disk and nothing in the registry that an index should hold."""
@@ -419,7 +429,7 @@ class Catalog:
         if index.dim != int(self.embedder.dim):
             problems.append(f"{name}: index dim {index.dim} != embedder dim {self.embedder.dim}")
         ids = index.ids()
-        if index.ntotal != entry.get("ntotal") or hash_ids(ids) != entry.get("ids_sha256"):
+        if index.ntotal != entry.get("ntotal") or index.ids_sha256() != entry.get("ids_sha256"):
             problems.append(f"{name}: ids in {path} differ from those the manifest recorded")
         diff = _describe_id_diff(set(expected), set(ids.tolist()))
         if diff:

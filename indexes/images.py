@@ -226,7 +226,10 @@ def prepare_image(image: Image.Image | bytes, config: ImageConfig | None = None)
         width, height = image.size
         if width * height > config.max_pixels:
             raise ImageError(f"image is {width}x{height} pixels; the limit is {config.max_pixels}")
-        rgb = normalize_image(image)
+        try:
+            rgb = normalize_image(image)
+        except (OSError, SyntaxError, ValueError) as exc:  # a lazily opened PIL image decodes only now
+            raise ImageError(f"cannot decode image: {exc}") from None
     else:
         rgb = decode_image(image, max_pixels=config.max_pixels, max_bytes=config.max_bytes)
     if max(rgb.size) > config.max_side:

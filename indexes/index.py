@@ -131,6 +131,7 @@ class VectorIndex:
         self._index: faiss.Index = self._create(EXACT_FACTORY) if self.needs_training else probe
         self._configure(self._index)
         self._ids: set[int] = set()
+        self._ids_digest: str | None = None  # cached hash_ids(self.ids()); manifests ask for it on every write
         self.file_sha256: str | None = None  # set by save() and load(): the bytes this object was persisted as
 
     # ------------------------------------------------------------------ construction
@@ -195,6 +196,12 @@ class VectorIndex:
         """The ids present, sorted ascending (int64)."""
         return np.fromiter(sorted(self._ids), dtype=np.int64, count=len(self._ids))
 
+    def ids_sha256(self) -> str:
+        """:func:`hash_ids` of the ids present (cached until the next change)."""
+        if self._ids_digest is None:
+            self._ids_digest = hash_ids(self.ids())
+        return self._ids_digest
+
     def __contains__(self, item: int) -> bool:
         return int(item) in self._ids
 
@@ -218,7 +225,7 @@ class VectorIndex:
             "metric": "inner_product",
             "nprobe": self.nprobe if self._ivf(self._index) is not None else None,
             "ntotal": self.ntotal,
-            "ids_sha256": hash_ids(self.ids()),
+            "ids_sha256": self.ids_sha256(),
         }
 
     # ------------------------------------------------------------------ mutation
@@ -252,6 +259,7 @@ class VectorIndex:
         else:
             self._index.add_with_ids(x, ids_arr)
         self._ids.update(int(i) for i in ids_arr)
+        self._ids_digest = None
         self.file_sha256 = None
 
     def _train_with(self, new_ids: np.ndarray, new_vectors: np.ndarray) -> None:
@@ -279,6 +287,7 @@ class VectorIndex:
         if removed != len(targets):
             raise RuntimeError(f"FAISS removed {removed} of {len(targets)} vectors; the index is inconsistent")
         self._ids.difference_update(int(i) for i in targets)
+        self._ids_digest = None
         self.file_sha256 = None
         return removed
 
@@ -368,9 +377,10 @@ class VectorIndex:
             FileNotFoundError: ``path`` does not exist.
         """
         path = Path(path)
-        data = path.read_bytes()
+        with path.open("rb") as fh:  # streamed: a large index is not held twice in memory
+            file_sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
         try:
-            raw = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+            raw = faiss.read_index(str(path))
         except RuntimeError as exc:
             raise ValueError(f"{path}: not a readable FAISS index: {exc}") from None
         if raw.metric_type != faiss.METRIC_INNER_PRODUCT:
@@ -392,7 +402,7 @@ class VectorIndex:
         index._ids = set(int(i) for i in cls._stored_ids(raw))
         if len(index._ids) != raw.ntotal:
             raise ValueError(f"{path}: {raw.ntotal} vectors but {len(index._ids)} distinct ids")
-        index.file_sha256 = hashlib.sha256(data).hexdigest()
+        index.file_sha256 = file_sha256
         return index
 
     @classmethod

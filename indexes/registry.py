@@ -313,6 +313,15 @@ def _clean_text(value: Any, what: str, max_len: int = _MAX_TEXT, required: bool 
     return text
 
 
+def _clean_id(value: Any, what: str, max_len: int = 200) -> str:
+    """External identifiers are kept verbatim (only surrounding whitespace is stripped)."""
+    if not isinstance(value, str) or not value.strip():
+        raise Invalid(f"{what} must be a non-empty string")
+    if len(value.strip()) > max_len:
+        raise Invalid(f"{what} is longer than {max_len} characters")
+    return value.strip()
+
+
 def _clean_list(values: Iterable[str] | None, what: str, exclude_keys: Iterable[str] = ()) -> list[str]:
     """Strip, drop empties and case-insensitive duplicates (and anything in ``exclude_keys``), keep order."""
     if values is None:
@@ -944,12 +953,12 @@ class Registry:
             Invalid: Bytes or non-JSON values in ``request``/``signals``, a malformed hash, a non-finite risk.
             NotFound: ``brand_id`` does not exist.
         """
-        listing_id = _clean_text(listing_id, "listing_id", 200)
+        listing_id = _clean_id(listing_id, "listing_id")
         if not isinstance(request, Mapping):
             raise Invalid("request must be a mapping")
         request_json = _to_jsonable(request, "request")
         signals_json = _to_jsonable(signals, "signals")
-        hashes = [h for h in image_sha256s]
+        hashes = list(image_sha256s)
         bad = [h for h in hashes if not isinstance(h, str) or not _SHA256_RE.match(h)]
         if bad:
             raise Invalid(f"image_sha256s must be lowercase hex SHA-256 digests, got {bad[:3]}")
@@ -985,7 +994,7 @@ class Registry:
         session: Session | None = None,
     ) -> int:
         """Record a reviewer's verdict on a listing; returns the feedback id. Raises Invalid or NotFound."""
-        listing_id = _clean_text(listing_id, "listing_id", 200)
+        listing_id = _clean_id(listing_id, "listing_id")
         verdict = _check_choice(verdict, FEEDBACK_VERDICTS, "verdict")
         reviewer = _clean_text(reviewer, "reviewer", 200, required=False)
         if note is not None and not isinstance(note, str):
@@ -1018,6 +1027,8 @@ class Registry:
             .order_by(FeedbackRow.id)
         )
         if since is not None:
+            # Stored times are UTC; SQLite compares them as text, so the bound value must be UTC as well.
+            since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
             stmt = stmt.where(FeedbackRow.created_at >= since)
         out = []
         with self._scope(session) as s:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -443,6 +443,8 @@ def test_record_score_and_export_feedback(registry: Registry) -> None:
     assert rows[1]["request"] is None and rows[1]["risk"] is None
     future = datetime.now(UTC) + timedelta(hours=1)
     assert registry.export_feedback(since=future) == []
+    past_in_other_zone = (datetime.now(UTC) - timedelta(minutes=5)).astimezone(timezone(timedelta(hours=-7)))
+    assert len(registry.export_feedback(since=past_in_other_zone)) == 2
 
 
 def test_record_score_and_feedback_validation(registry: Registry) -> None:

@@ -19,13 +19,12 @@ from typing import Any
 import numpy as np
 
 from detector.bundle import ModelBundle, load_model
-from detector.features import Featurizer
+from detector.features import Featurizer, brand_infos
 from indexes.catalog import Catalog
 from training.classifier import LabelledFeatures
 from training.data import load_dataset
 from training.metrics import compute_metrics
 from training.pipeline import dataset_path, featurize_records, label_features, register_brands
-from training.train import brand_infos
 
 __all__ = ["evaluate", "score_split", "main"]
 
@@ -58,7 +57,7 @@ def score_split(
     try:
         catalog = Catalog.open(home, bundle.embedder)
         slug_to_id = register_brands(catalog, dataset, GALLERIES[gallery], progress=progress)
-        featurizer = Featurizer(bundle.embedder, catalog, brand_infos(catalog), bundle.feature_config)
+        featurizer = Featurizer(bundle.embedder, catalog, brand_infos(catalog.registry.list_brands()), bundle.feature_config)
         feats = featurize_records(featurizer, dataset, records, progress=progress, description=f"{split}:")
         catalog.close()
     finally:

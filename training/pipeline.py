@@ -34,14 +34,16 @@ def register_brands(
 ) -> dict[str, int]:
     """Register the dataset's registered brands of ``splits`` with their assets; returns slug -> brand_id.
 
-    Brands already in the catalog (same name) are reused, so a catalog can be grown split by split.
+    Brands already in the catalog (same name) are reused with the assets they have, so calling this again on a
+    seeded registry adds nothing.
     """
     splits = set(splits)
     brands = [b for b in dataset.brands if b["registered"] and b["split"] in splits]
     if brand_limit is not None:
         brands = brands[:brand_limit]
-    existing = {b["name"].casefold(): b["brand_id"] for b in catalog.registry.list_brands()}
+    existing = {b.name.casefold(): b.id for b in catalog.registry.list_brands()}
     slug_to_id: dict[str, int] = {}
+    added: set[str] = set()
     for b in brands:
         if b["name"].casefold() in existing:
             slug_to_id[b["slug"]] = existing[b["name"].casefold()]
@@ -49,7 +51,8 @@ def register_brands(
         brand_id, _ = catalog.add_brand(b["name"], aliases=b["aliases"], authorized_sellers=b["authorized_sellers"],
                                         min_price=b["min_price"], currency=b["currency"])
         slug_to_id[b["slug"]] = brand_id
-    assets = [a for a in dataset.assets if a["brand_slug"] in slug_to_id and a["split"] in splits]
+        added.add(b["slug"])
+    assets = [a for a in dataset.assets if a["brand_slug"] in added and a["split"] in splits]
     items = [AssetInput(slug_to_id[a["brand_slug"]], a["kind"], dataset.image_path(a["image"]).read_bytes(),
                         a.get("title"), a.get("source")) for a in assets]
     with progress_bar(progress) as bar:

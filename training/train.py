@@ -23,7 +23,7 @@ import torch
 
 from detector.bundle import save_model_dir
 from detector.embedder import create_embedder, get_model_config
-from detector.features import BrandInfo, FeatureConfig, Featurizer
+from detector.features import FeatureConfig, Featurizer, brand_infos
 from detector.policy import get_policy
 from indexes.catalog import Catalog
 from training.classifier import ClassifierConfig, LabelledFeatures, choose_thresholds, fit_classifier
@@ -102,15 +102,6 @@ def _subset(data: LabelledFeatures, keep: list[bool]) -> LabelledFeatures:
                             [data.records[i] for i in pick] if data.records else [])
 
 
-def brand_infos(catalog: Catalog) -> dict[int, BrandInfo]:
-    """The catalog's brands as the featurizer wants them."""
-    return {
-        b["brand_id"]: BrandInfo(b["brand_id"], b["name"], tuple(b["aliases"]), tuple(b["authorized_sellers"]),
-                                 b["min_price"], b["currency"] or "USD")
-        for b in catalog.registry.list_brands()
-    }
-
-
 def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progress: bool = True,
           weights_delta: dict[str, torch.Tensor] | None = None) -> Path:
     """Run one training; returns the model directory (``out_dir/model``) with metrics in its sidecar."""
@@ -136,7 +127,7 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
     try:
         catalog = Catalog.open(home, embedder, index_factory=config.index_factory)
         slug_to_id = register_brands(catalog, dataset, ("train", "val"), progress=progress)
-        featurizer = Featurizer(embedder, catalog, brand_infos(catalog), feature_config)
+        featurizer = Featurizer(embedder, catalog, brand_infos(catalog.registry.list_brands()), feature_config)
         labelled = {}
         for split in ("train", "val"):
             feats = featurize_records(featurizer, dataset, records[split], config.batch_size, progress,

@@ -1,0 +1,110 @@
+"""Training-side commands for the ``detector`` CLI (entry-point group ``detector.commands``).
+
+Adds ``detector data generate``, ``detector train``, ``detector evaluate`` and ``detector demo``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+DEMO_DATA = Path("var/demo-data")
+DEMO_HEADLINE = ("brand_top1_photo", "title_top1", "obfuscated_title_top1", "auc", "recall_at_1pct_fpr",
+                 "known_fake_reupload_recall", "unregistered_logo_attribution_rate", "authentic_blocked_rate")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the training commands to the runtime CLI."""
+    data_app = typer.Typer(help="Generate listing datasets from real brand logos.", no_args_is_help=True)
+    app.add_typer(data_app, name="data")
+
+    @data_app.command("generate")
+    def data_generate(
+        out: Path,
+        n_brands: Annotated[Optional[int], typer.Option(help="Brands to use (default: all).")] = None,
+        listings_per_brand: Annotated[Optional[int], typer.Option()] = None,
+        seed: int = 0,
+        workers: int = 1,
+        config: Annotated[Optional[Path], typer.Option(help="JSON file of DataConfig fields.")] = None,
+        overwrite: bool = False,
+    ) -> None:
+        """Render logos into marketplace listings (JSONL + images, see docs/data_format.md)."""
+        from training.data import DataConfig, generate_dataset
+
+        fields = json.loads(config.read_text()) if config else {}
+        fields["seed"] = seed
+        if n_brands is not None:
+            fields["n_brands"] = n_brands
+        if listings_per_brand is not None:
+            fields["listings_per_brand"] = listings_per_brand
+        path = generate_dataset(out, DataConfig(**fields), progress=True, workers=workers, overwrite=overwrite)
+        typer.echo(json.dumps(json.loads((path / "manifest.json").read_text())["counts"], indent=2))
+
+    @app.command("train")
+    def train_cmd(
+        data: Path,
+        out: Path,
+        config: Annotated[str, typer.Option(help="Train config name or JSON file.")] = "quick",
+    ) -> None:
+        """Train a model directory (OUT/model) on a dataset's train/val splits."""
+        from training.train import get_train_config, train
+
+        model_dir = train(get_train_config(config), data, out)
+        meta = json.loads((model_dir / "model.json").read_text())
+        typer.echo(json.dumps({"model_dir": str(model_dir), "version": meta["version"],
+                               "metrics": meta["metrics"]}, indent=2))
+
+    @app.command("evaluate")
+    def evaluate_cmd(
+        data: Path,
+        out: Path,
+        model: str = "default",
+        split: str = "test",
+        gallery: str = "all",
+        max_listings: Optional[int] = None,
+    ) -> None:
+        """Evaluate a model on a split (held-out brands); writes metrics.json and report.html."""
+        from training.evaluate import evaluate
+
+        metrics = evaluate(model, data, out, split, gallery, max_listings)
+        typer.echo(json.dumps(metrics, indent=2))
+
+    @app.command("demo")
+    def demo_cmd(
+        home: Annotated[Path, typer.Option(envvar="DETECTOR_HOME")] = Path("var/home"),
+        data: Path = DEMO_DATA,
+        n_brands: int = 300,
+        max_listings: int = 300,
+        model: Annotated[str, typer.Option(envvar="DETECTOR_MODEL")] = "default",
+        serve: bool = False,
+        port: int = 3000,
+    ) -> None:
+        """Register a few hundred real brands, score held-out test listings, print the metrics; optionally serve."""
+        from detector.bundle import load_model
+        from training.data import DataConfig, generate_dataset
+        from training.evaluate import score_split
+        from training.metrics import compute_metrics
+
+        if not (data / "manifest.json").is_file():
+            generate_dataset(data, DataConfig(n_brands=n_brands, listings_per_brand=6, seed=0), progress=True,
+                             workers=2)
+        bundle = load_model(model)
+        scored, risks = score_split(bundle, data, "test", "all", max_listings=max_listings, home=home)
+        metrics = compute_metrics(scored, risks, bundle.policy)
+        headline = {k: metrics[k] for k in DEMO_HEADLINE}
+        typer.echo(json.dumps({"model_version": bundle.version, "n_test_listings": metrics["n_listings"],
+                               **headline, "decisions": metrics["decisions"]}, indent=2))
+        if serve:
+            import subprocess
+            import sys
+
+            raise typer.Exit(subprocess.call([sys.executable, "-m", "detector.cli", "serve", "--home", str(home),
+                                              "--port", str(port), "--model", model]))
