@@ -608,6 +608,26 @@ class Catalog:
 
         return self._commit(mutate)
 
+    def add_brands(self, brands: Sequence[dict[str, Any]]) -> tuple[list[int], int]:
+        """Register many brands in one transaction and one index version (all-or-nothing).
+
+        Each item has the keyword arguments of :meth:`add_brand`. Returns ``(brand_ids in input order, index_version)``.
+        """
+
+        def mutate(session: Session, draft: _Draft) -> list[int]:
+            ids, entries = [], []
+            for b in brands:
+                brand = self.registry.add_brand(
+                    b["name"], b.get("aliases", ()), b.get("authorized_sellers", ()), b.get("min_price"),
+                    b.get("currency", "USD"), session=session,
+                )
+                ids.append(brand.id)
+                entries += self.registry.list_text_entries(brand_id=brand.id, session=session)
+            self._index_texts(session, draft, entries)
+            return ids
+
+        return self._commit(mutate)
+
     def add_asset(
         self,
         brand_id: int,

@@ -18,3 +18,20 @@ def embedder():
     from detector.embedder import create_embedder
 
     return create_embedder("effnet-lite0-minilm")
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory):
+    """A 40-brand listing dataset rendered from real simple-icons logos (seconds to make)."""
+    from training.data import DataConfig, generate_dataset
+
+    out = tmp_path_factory.mktemp("data") / "b40"
+    return generate_dataset(out, DataConfig(n_brands=40, listings_per_brand=6, seed=0), progress=False)
+
+
+@pytest.fixture(scope="session")
+def default_bundle():
+    """The shipped default model."""
+    from detector.bundle import load_model
+
+    return load_model("default")

@@ -217,6 +217,24 @@ def test_errors_leave_catalog_unchanged(home: Path, embedder: FakeEmbedder) -> N
         assert catalog.check().ok
 
 
+def test_add_brands_is_one_version_and_all_or_nothing(home: Path, embedder: FakeEmbedder) -> None:
+    with Catalog.open(home, embedder) as catalog:
+        ids, version = catalog.add_brands([
+            {"name": "Nike", "aliases": ["Nike Inc"], "authorized_sellers": ["nike.com"], "min_price": 40.0},
+            {"name": "Puma"},
+        ])
+        assert version == 1 and len(ids) == 2
+        assert [b.name for b in catalog.registry.list_brands()] == ["Nike", "Puma"]
+        assert catalog.ntotal("text") == 3  # two names and one alias
+        with pytest.raises(Conflict):
+            catalog.add_brands([{"name": "Adidas"}, {"name": "PUMA"}])
+        assert catalog.index_version == version
+        assert [b.name for b in catalog.registry.list_brands()] == ["Nike", "Puma"]
+        assert catalog.check().ok
+    with Catalog.open(home, embedder) as catalog:
+        assert catalog.index_version == version and catalog.ntotal("text") == 3
+
+
 def test_text_entries_follow_edits(home: Path, embedder: FakeEmbedder) -> None:
     with Catalog.open(home, embedder) as catalog:
         acme, _ = catalog.add_brand("Acme", aliases=["Acme Corp"])

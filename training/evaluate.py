@@ -23,7 +23,7 @@ from detector.features import Featurizer, brand_infos
 from indexes.catalog import Catalog
 from training.classifier import LabelledFeatures
 from training.data import load_dataset
-from training.metrics import compute_metrics
+from training.metrics import compute_metrics, decisions_for
 from training.pipeline import dataset_path, featurize_records, label_features, register_brands
 
 __all__ = ["evaluate", "score_split", "main"]
@@ -89,11 +89,27 @@ def evaluate(
     metrics["split"], metrics["gallery"] = split, gallery
     metrics["wall_time_s"] = round(time.time() - t0, 1)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_predictions(out_dir / "predictions.jsonl", data, risks, bundle.policy)
     if report:
         from training.report import write_report
 
         write_report(out_dir, data, risks, bundle, metrics, load_dataset(dataset_path(data_dir)))
     return metrics
+
+
+def write_predictions(path: Path, data: LabelledFeatures, risks: np.ndarray, policy) -> None:
+    """One JSON line per listing: id, label, risk, decision and the brand found (for audits and independent checks)."""
+    decisions = decisions_for(data, risks, policy)
+    with open(path, "w") as f:
+        for i, lf in enumerate(data.features):
+            best = lf.best()
+            present = best is not None and best.confidence >= policy.brand_threshold
+            f.write(json.dumps({
+                "listing_id": lf.listing_id, "label": data.labels[i], "true_brand_id": data.brand_ids[i],
+                "risk": float(risks[i]), "decision": decisions[i],
+                "brand_id": best.brand_id if present else None,
+                "brand_confidence": round(best.confidence, 4) if best else 0.0,
+            }) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,14 +44,20 @@ def register_brands(
     existing = {b.name.casefold(): b.id for b in catalog.registry.list_brands()}
     slug_to_id: dict[str, int] = {}
     added: set[str] = set()
+    new = []
     for b in brands:
         if b["name"].casefold() in existing:
             slug_to_id[b["slug"]] = existing[b["name"].casefold()]
-            continue
-        brand_id, _ = catalog.add_brand(b["name"], aliases=b["aliases"], authorized_sellers=b["authorized_sellers"],
-                                        min_price=b["min_price"], currency=b["currency"])
-        slug_to_id[b["slug"]] = brand_id
-        added.add(b["slug"])
+        else:
+            existing[b["name"].casefold()] = -1  # two dataset brands with one display name: keep the first
+            new.append(b)
+    if new:
+        ids, _ = catalog.add_brands([
+            dict(name=b["name"], aliases=b["aliases"], authorized_sellers=b["authorized_sellers"],
+                 min_price=b["min_price"], currency=b["currency"]) for b in new])
+        for b, brand_id in zip(new, ids):
+            slug_to_id[b["slug"]] = brand_id
+            added.add(b["slug"])
     assets = [a for a in dataset.assets if a["brand_slug"] in added and a["split"] in splits]
     items = [AssetInput(slug_to_id[a["brand_slug"]], a["kind"], dataset.image_path(a["image"]).read_bytes(),
                         a.get("title"), a.get("source")) for a in assets]

@@ -1,0 +1,113 @@
+"""Scoring with the shipped default model on generated listings of held-out brands (registered after training)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from detector.listing import DECISIONS
+from detector.policy import PolicyConfig, decide, get_policy, list_policies
+from detector.scoring import Scorer
+from indexes.catalog import Catalog
+from training.data import load_dataset
+from training.pipeline import load_listing, register_brands
+from training.splits import is_heldout_brand
+
+
+@pytest.fixture(scope="module")
+def scored(default_bundle, small_dataset, tmp_path_factory):
+    """Registry of the test split's brands (all held out) and the scores of every test listing."""
+    dataset = load_dataset(small_dataset)
+    catalog = Catalog.open(tmp_path_factory.mktemp("home"), default_bundle.embedder)
+    slug_to_id = register_brands(catalog, dataset, ("test",), progress=False)
+    scorer = Scorer(default_bundle, catalog)
+    records = dataset.listings_for("test")
+    results = []
+    for start in range(0, len(records), 16):
+        results += scorer.score_batch([load_listing(dataset, r) for r in records[start : start + 16]])
+    return {"dataset": dataset, "catalog": catalog, "scorer": scorer, "records": records, "results": results,
+            "slug_to_id": slug_to_id}
+
+
+def test_test_split_brands_are_held_out(scored):
+    assert scored["slug_to_id"], "the small dataset must register some test brands"
+    assert all(is_heldout_brand(slug) for slug in scored["slug_to_id"])
+
+
+def test_results_are_well_formed(scored, default_bundle):
+    registered = set(scored["slug_to_id"].values())
+    for rec, res in zip(scored["records"], scored["results"]):
+        assert res.listing_id == rec["listing_id"]
+        assert 0.0 <= res.risk <= 1.0 and res.decision in DECISIONS
+        assert res.model_version == default_bundle.version
+        assert res.index_version == scored["catalog"].index_version
+        sims = [e.similarity for e in res.evidence]
+        assert sims == sorted(sims, reverse=True)
+        assert all(e.brand_id in registered and e.modality in ("image", "text") for e in res.evidence)
+        assert res.brand is None or res.brand.brand_id in registered
+        for name in ("image_brand_similarity", "known_fake_similarity", "title_brand_score", "title_obfuscated",
+                     "ocr_text", "price_ratio", "authorized_seller", "replica_terms"):
+            assert name in res.signals
+
+
+def test_risk_separates_counterfeits_on_held_out_brands(scored):
+    y = np.array([r["label"] == "counterfeit" for r in scored["records"]])
+    risk = np.array([res.risk for res in scored["results"]])
+    assert 0 < y.sum() < len(y)
+    # AUC as the probability that a counterfeit outranks a non-counterfeit (ties count half)
+    pos, neg = risk[y], risk[~y]
+    auc = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg))
+    assert auc > 0.85, auc
+
+
+def test_brand_is_named_for_branded_listings_and_not_for_generic_ones(scored):
+    ids = scored["slug_to_id"]
+    named = [res.brand is not None and res.brand.brand_id == ids.get(rec["brand_slug"])
+             for rec, res in zip(scored["records"], scored["results"]) if rec["brand_slug"] in ids]
+    assert np.mean(named) > 0.8
+    generic = [res.brand for rec, res in zip(scored["records"], scored["results"])
+               if (rec.get("meta") or {}).get("kind") == "generic"]
+    assert generic and sum(b is not None for b in generic) <= 0.1 * len(generic)
+
+
+def test_authorised_seller_is_never_blocked(scored):
+    dataset, scorer = scored["dataset"], scored["scorer"]
+    rec = next(r for r, res in zip(scored["records"], scored["results"])
+               if r["label"] == "counterfeit" and res.decision == "block")
+    seller = dataset.brand(rec["brand_slug"])["authorized_sellers"][0]
+    listing = dataclasses.replace(load_listing(dataset, rec), seller_id=seller)
+    res = scorer.score(listing)
+    assert res.signals["authorized_seller"] is True
+    assert res.decision != "block"
+
+
+def test_known_fake_appears_then_vanishes_after_delete(scored):
+    dataset, scorer, catalog = scored["dataset"], scored["scorer"], scored["catalog"]
+    rec = next(r for r in scored["records"] if (r.get("meta") or {}).get("kind") == "reupload")
+    fake_asset = next(a for a in dataset.assets if a["asset_id"] == rec["meta"]["reupload_of"])
+    listing = load_listing(dataset, rec)
+    before = scorer.score(listing)
+    fake_ids = [e.asset_id for e in before.evidence if e.kind == "known_fake"]
+    assert fake_ids, "a re-upload of a registered known fake must show it as evidence"
+    deleted, version = catalog.delete_asset(fake_ids[0])
+    assert deleted
+    after = scorer.score(listing)
+    assert after.index_version == version
+    assert fake_ids[0] not in [e.asset_id for e in after.evidence]
+    assert fake_asset["brand_slug"] == rec["brand_slug"]
+
+
+def test_policy_decisions():
+    policy = PolicyConfig(name="t", review_threshold=0.4, block_threshold=0.9)
+    assert decide(0.1, policy) == "allow"
+    assert decide(0.5, policy) == "review"
+    assert decide(0.95, policy) == "block"
+    assert decide(0.95, policy, authorized_seller=True) == "review"
+    assert decide(0.95, dataclasses.replace(policy, never_block_authorized=False), authorized_seller=True) == "block"
+    with pytest.raises(ValueError):
+        PolicyConfig(name="bad", review_threshold=0.9, block_threshold=0.5)
+    assert "default" in list_policies()
+    with pytest.raises(KeyError, match="default"):
+        get_policy("no-such-policy")
