@@ -14,10 +14,9 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import click
 import typer
 from rich.console import Console
-from rich.progress import track
+from rich.progress import Progress, track
 from rich.table import Table
 
 __all__ = ["app", "main", "open_catalog", "HomeOption", "ModelOption"]
@@ -39,6 +38,7 @@ ModelOption = Annotated[str, typer.Option("--model", envvar="DETECTOR_MODEL",
                                           help="Model directory, 'default' or a BentoML model tag.")]
 FactoryOption = Annotated[str, typer.Option("--index-factory", envvar="DETECTOR_INDEX_FACTORY",
                                             help="FAISS factory string for new indexes.")]
+DATABASE_URL_ENV = "DETECTOR_DATABASE_URL"  # SQLAlchemy URL of the registry (default: SQLite in the home folder)
 DEFAULT_HOME = Path("var/home")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
 
@@ -49,7 +49,8 @@ def open_catalog(home: Path, model: str = "default", index_factory: str = "IDMap
     from indexes.catalog import Catalog
 
     bundle = load_model(model)
-    catalog = Catalog.open(home, bundle.embedder, index_factory=index_factory, verify=not repair)
+    catalog = Catalog.open(home, bundle.embedder, index_factory=index_factory, repair=repair,
+                           database_url=os.environ.get(DATABASE_URL_ENV))
     return bundle, catalog
 
 
@@ -70,9 +71,9 @@ def brands_add(
 ) -> None:
     """Register a brand."""
     _, catalog = open_catalog(home, model, index_factory)
-    brand_id = catalog.add_brand(name, aliases=alias or [], authorized_sellers=seller or [], min_price=min_price,
-                                 currency=currency)
-    _echo_json({"brand_id": brand_id})
+    brand_id, version = catalog.add_brand(name, aliases=alias or [], authorized_sellers=seller or [],
+                                          min_price=min_price, currency=currency)
+    _echo_json({"brand_id": brand_id, "index_version": version})
 
 
 @brands_app.command("list")
@@ -83,8 +84,8 @@ def brands_list(
     """List registered brands with their asset counts."""
     from indexes.registry import Registry
 
-    registry = Registry.from_home(home)
-    rows = registry.list_brands()
+    url = os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{(Path(home) / 'registry.db').resolve()}"
+    rows = [b.to_dict() for b in Registry(url).list_brands()]
     if as_json:
         _echo_json(rows)
         return
@@ -94,6 +95,19 @@ def brands_list(
                       "" if b["min_price"] is None else f"{b['min_price']:.2f} {b['currency']}",
                       str(b["n_authentic"]), str(b["n_known_fakes"]))
     Console().print(table)
+
+
+def _resolve_brand(registry: Any, ref: str) -> int:
+    """A brand id from an id or a (case-insensitive) name or alias."""
+    from indexes.registry import NotFound
+
+    try:
+        brand = registry.get_brand(int(ref)) if ref.isdigit() else registry.find_brand_by_name(ref)
+    except NotFound:
+        brand = None
+    if brand is None:
+        raise typer.BadParameter(f"no brand {ref!r} (give a brand id, name or alias)")
+    return brand.id
 
 
 def _image_files(paths: list[Path]) -> list[Path]:
@@ -122,13 +136,17 @@ def assets_add(
     """Add reference images of a brand (files or whole folders)."""
     if kind not in ("authentic", "known_fake"):
         raise typer.BadParameter("kind must be 'authentic' or 'known_fake'")
+    from indexes.catalog import AssetInput
+
     _, catalog = open_catalog(home, model, index_factory)
-    brand_id = catalog.resolve_brand(brand)
+    brand_id = _resolve_brand(catalog.registry, brand)
     files = _image_files(paths)
-    items = [dict(brand_id=brand_id, kind=kind, image=f.read_bytes(), title=title or f.stem,
-                  source=source or str(f)) for f in track(files, description="reading", console=console)]
-    results = catalog.add_assets(items, progress=True)
-    _echo_json({"asset_ids": [r[0] for r in results], "index_version": catalog.index_version})
+    items = [AssetInput(brand_id, kind, f.read_bytes(), title or f.stem, source or str(f))
+             for f in track(files, description="reading", console=console)]
+    with Progress(console=console) as bar:
+        task = bar.add_task(f"embedding {len(items)} images", total=len(items))
+        ids, version = catalog.add_assets(items, progress=lambda done, total: bar.update(task, completed=done))
+    _echo_json({"asset_ids": ids, "index_version": version})
 
 
 @assets_app.command("delete")
@@ -150,9 +168,14 @@ def index_check(
     model: ModelOption = "default",
     index_factory: FactoryOption = "IDMap2,Flat",
 ) -> None:
-    """Compare the indexes on disk with the registry; exit 1 on any mismatch."""
-    _, catalog = open_catalog(home, model, index_factory, repair=True)
-    report = catalog.check()
+    """Compare the indexes on disk with the registry; exit 1 on any mismatch (repair with `index rebuild`)."""
+    from indexes.catalog import IndexMismatchError
+
+    try:
+        _, catalog = open_catalog(home, model, index_factory)
+        report = catalog.check()
+    except IndexMismatchError as err:
+        report = err.report
     _echo_json({"ok": report.ok, "problems": report.problems})
     if not report.ok:
         raise typer.Exit(1)
@@ -166,7 +189,9 @@ def index_rebuild(
 ) -> None:
     """Rebuild every index from the registry (re-embedding where the model changed)."""
     _, catalog = open_catalog(home, model, index_factory, repair=True)
-    catalog.rebuild(progress=True)
+    with Progress(console=console) as bar:
+        task = bar.add_task("re-indexing", total=None)
+        catalog.rebuild(progress=lambda done, total: bar.update(task, completed=done, total=total))
     report = catalog.check()
     _echo_json({"ok": report.ok, "index_version": catalog.index_version, "problems": report.problems})
 
@@ -215,13 +240,26 @@ def serve(
     model: ModelOption = "default",
 ) -> None:
     """Serve the HTTP API with BentoML (the service named in bentofile.yaml)."""
+    import signal
     import subprocess
+    import threading
 
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "DETECTOR_HOME": str(Path(home).resolve()), "DETECTOR_MODEL": model}
     cmd = [sys.executable, "-m", "bentoml", "serve", "detector.service:CounterfeitDetector",
            "--host", host, "--port", str(port), "--working-dir", str(root)]
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    proc = subprocess.Popen(cmd, env=env)
+    # A supervisor's SIGTERM reaches only this process: pass it on, or the server would outlive its parent.
+    forward = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate()) if forward else None
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:  # Ctrl+C reached the server too (same process group): let it shut down
+        code = proc.wait()
+    finally:
+        if forward:
+            signal.signal(signal.SIGTERM, previous)
+    raise typer.Exit(code)
 
 
 def _load_plugins() -> None:
@@ -245,13 +283,13 @@ def main(argv: list[str] | None = None) -> int:
         _plugins_loaded = True
     try:
         result = app(args=argv if argv is not None else sys.argv[1:], prog_name="detector", standalone_mode=False)
-    except click.exceptions.Exit as err:
+    except typer.Exit as err:
         return err.exit_code
-    except click.ClickException as err:
-        err.show()
-        return err.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         return 1
+    except typer.TyperException as err:  # usage errors and bad parameters: the message, not a traceback
+        err.show()
+        return getattr(err, "exit_code", 2)
     return result if isinstance(result, int) else 0
 
 

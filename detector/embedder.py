@@ -187,7 +187,9 @@ def create_model_and_transforms(
         ``(model, preprocess, tokenizer, config)``; the model is in eval mode on CPU.
     """
     import open_clip
+    import transformers
 
+    transformers.logging.set_verbosity_error()  # the HF tower's unused pooler weights are expected, not news
     cfg = get_model_config(config)
     if cfg.kind == "custom":
         model_cfg = _resolve_model_cfg(cfg)

@@ -226,6 +226,12 @@ class BrandRecord:
     n_authentic: int = 0
     n_known_fakes: int = 0
 
+    def to_dict(self) -> dict[str, Any]:
+        """The public (HTTP / CLI) view of a brand."""
+        return {"brand_id": self.id, "name": self.name, "aliases": list(self.aliases),
+                "authorized_sellers": list(self.authorized_sellers), "min_price": self.min_price,
+                "currency": self.currency, "n_authentic": self.n_authentic, "n_known_fakes": self.n_known_fakes}
+
 
 @dataclass(frozen=True)
 class AssetRecord:

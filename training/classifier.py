@@ -88,8 +88,12 @@ def fit_classifier(train: LabelledFeatures, calibration: LabelledFeatures, cfg: 
     clf.set_brand_confidence(calibration.features)
     xc = np.stack([risk_vector(lf) for lf in calibration.features])
     yc = np.array([lab == "counterfeit" for lab in calibration.labels], dtype=np.int64)
-    calibrated = CalibratedClassifierCV(FrozenEstimator(risk_raw), method="isotonic").fit(xc, yc)
-    clf.risk_model = calibrated
+    if len(set(yc.tolist())) == 2 and len(yc) >= 30:
+        clf.risk_model = CalibratedClassifierCV(FrozenEstimator(risk_raw), method="isotonic").fit(xc, yc)
+    else:  # too little held-back data (tiny runs): calibrate by cross-validation on the training listings
+        log.warning("calibration set has %d listings / %d classes: calibrating by 3-fold CV on train instead",
+                    len(yc), len(set(yc.tolist())))
+        clf.risk_model = CalibratedClassifierCV(_model(cfg), method="isotonic", cv=3).fit(xr, yr)
     # Leave training features with the final model's confidences, as serving will compute them.
     clf.set_brand_confidence(train.features)
     return clf

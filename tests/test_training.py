@@ -1,0 +1,85 @@
+"""Training smoke run through main(argv), held-out guard, and evaluation checked against independent counts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from detector.bundle import load_model
+from training import evaluate as evaluate_mod
+from training import train as train_mod
+from training.classifier import _threshold_for_precision
+from training.data import load_dataset
+from training.splits import is_heldout_brand, split_hash
+
+
+@pytest.fixture(scope="module")
+def trained(small_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert train_mod.main(["--config", "quick", "--data", str(small_dataset), "--out", str(out), "--no-progress"]) == 0
+    return out / "model"
+
+
+def test_training_writes_a_self_describing_model_dir(trained, small_dataset):
+    meta = json.loads((trained / "model.json").read_text())
+    for key in ("version", "embedder_config", "feature_config", "library_versions", "data", "metrics", "train_config"):
+        assert key in meta
+    dataset = load_dataset(small_dataset)
+    assert meta["data"]["split_hashes"]["train"] == split_hash(dataset.listings_for("train"))
+    assert meta["metrics"]["val"]["n_listings"] == len(dataset.listings_for("val"))
+    policy = json.loads((trained / "policy.json").read_text())
+    assert 0 <= policy["review_threshold"] <= policy["block_threshold"] <= 1
+    bundle = load_model(trained)
+    assert bundle.version == meta["version"]
+
+
+def test_training_data_never_holds_held_out_brands(small_dataset):
+    dataset = load_dataset(small_dataset)
+    for rec in dataset.listings_for("train") + dataset.listings_for("val"):
+        meta = rec.get("meta") or {}
+        for slug in (rec.get("brand_slug"), meta.get("logo_slug"), meta.get("mentioned_brand")):
+            assert slug is None or not is_heldout_brand(slug)
+    heldout = [b for b in dataset.brands if is_heldout_brand(b["slug"])]
+    assert heldout and all(b["split"] == "test" for b in heldout)
+
+
+def test_train_refuses_held_out_brands(small_dataset):
+    dataset = load_dataset(small_dataset)
+    test_rec = next(r for r in dataset.listings_for("test") if r.get("brand_slug"))
+    assert is_heldout_brand(test_rec["brand_slug"])
+    with pytest.raises(ValueError, match="held-out"):
+        train_mod.assert_no_heldout(dataset.listings_for("train") + [test_rec])
+
+
+def test_evaluation_metrics_match_independent_counts(trained, small_dataset, tmp_path):
+    out = tmp_path / "eval"
+    assert evaluate_mod.main(["--model", str(trained), "--data", str(small_dataset), "--out", str(out),
+                              "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    dataset = load_dataset(small_dataset)
+    labels = {r["listing_id"]: r["label"] for r in dataset.listings_for("test")}
+    assert len(preds) == metrics["n_listings"] == len(labels)
+    assert all(p["label"] == labels[p["listing_id"]] for p in preds)
+
+    y = np.array([p["label"] == "counterfeit" for p in preds])
+    risk = np.array([p["risk"] for p in preds])
+    pos, neg = risk[y], risk[~y]
+    auc = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg))
+    assert metrics["auc"] == pytest.approx(auc, abs=1e-3)
+    for d in ("allow", "review", "block"):
+        assert metrics["decisions"][d] == sum(p["decision"] == d for p in preds)
+    authentic = [p for p in preds if p["label"] == "authentic"]
+    assert metrics["authentic_blocked_rate"] == pytest.approx(
+        sum(p["decision"] == "block" for p in authentic) / len(authentic), abs=1e-4)
+    assert (out / "report.html").is_file() and (out / "roc.png").is_file() and (out / "risk_hist.png").is_file()
+
+
+def test_threshold_for_precision():
+    scores = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+    positive = np.array([1, 1, 1, 1, 1, 0, 1, 0, 0, 0], dtype=bool)
+    assert _threshold_for_precision(scores, positive, 1.0, min_support=3) == 0.6
+    assert _threshold_for_precision(scores, positive, 0.8, min_support=3) == 0.4
+    assert _threshold_for_precision(scores, np.zeros(10, bool), 0.9) == 1.0
