@@ -271,7 +271,7 @@ class BrandMatch(BaseModel):
 class EvidenceOut(BaseModel):
     asset_id: int | None = Field(description="Reference image (null for a brand name/alias text match)")
     brand_id: int
-    kind: str = Field(description="authentic, known_fake or text")
+    kind: str = Field(description="authentic or known_fake (image), brand_name (text)")
     modality: Literal["image", "text"]
     similarity: float
     image_index: int | None = Field(None, description="Which of the listing's photos matched")

@@ -187,13 +187,14 @@ class MicroBatcher(Generic[T, R]):
     async def close(self) -> None:
         """Stop the consumer and fail queued groups with :class:`BatcherClosed`; idempotent."""
         self._closed = True
+        running = list(self._running)  # the consumer forgets its batch when cancelled
         if self._task is not None and not self._task.done():
             self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        for group in [*self._running, *self._pending]:
+        for group in [*running, *self._pending]:
             if not group.future.done():
                 group.future.set_exception(BatcherClosed("the batcher closed before this request finished"))
         self._pending.clear()

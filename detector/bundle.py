@@ -29,7 +29,8 @@ from detector.embedder import Embedder, create_embedder
 from detector.features import FeatureConfig
 from detector.policy import PolicyConfig
 
-__all__ = ["ModelBundle", "load_model", "save_model_dir", "library_versions", "DEFAULT_MODEL_DIR", "BENTO_MODEL_NAME"]
+__all__ = ["ModelBundle", "load_model", "save_model_dir", "register_bento_model", "library_versions",
+           "DEFAULT_MODEL_DIR", "BENTO_MODEL_NAME"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,26 @@ def load_model(ref: str | Path | None = "default", num_threads: int | None = Non
     classifier = RiskClassifier.load(path)
     policy = PolicyConfig.from_dict(json.loads((path / "policy.json").read_text()))
     return ModelBundle(embedder, classifier, policy, FeatureConfig.from_dict(meta.get("feature_config")), meta, path)
+
+
+def register_bento_model(directory: str | Path) -> str:
+    """Copy a model directory into the BentoML model store with its labels and metrics; returns the tag."""
+    import shutil
+
+    import bentoml
+
+    directory = Path(directory)
+    meta = json.loads((directory / "model.json").read_text())
+    metrics = meta.get("metrics", {}).get("val", {})
+    numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    labels = {"format": str(meta["format_version"]), "embedder": str(meta["embedder_config"].get("name")),
+              "train_config": str((meta.get("train_config") or {}).get("name", "unknown"))}
+    with bentoml.models.create(f"{BENTO_MODEL_NAME}:{meta['version']}", labels=labels,
+                               metadata={"val_metrics": numeric, "created_at": meta.get("created_at")}) as bento_model:
+        for item in directory.iterdir():
+            if item.is_file():
+                shutil.copy2(item, Path(bento_model.path) / item.name)
+    return str(bento_model.tag)
 
 
 def save_model_dir(

@@ -86,6 +86,8 @@ class ModelConfig:
     open_clip_model: str | None = None  # open_clip architecture name (kind "open_clip")
     pretrained: str | None = None  # open_clip pretrained tag or local checkpoint path (kind "open_clip")
     image_tower_weights: dict[str, str] | None = None  # {"source": "package:<module>", "format": "efficientnet_pytorch"}
+    trunk_blocks: int | None = None  # keep only the first N blocks of a timm EfficientNet (mid-level features)
+    trunk_taps: tuple[int, ...] = ()  # earlier blocks whose outputs are pooled to the last map and concatenated
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     regions: RegionConfig = field(default_factory=RegionConfig)
 
@@ -104,6 +106,8 @@ class ModelConfig:
             if "window_fractions" in r:
                 r["window_fractions"] = tuple(r["window_fractions"])
             d["regions"] = RegionConfig(**r)
+        if "trunk_taps" in d:
+            d["trunk_taps"] = tuple(d["trunk_taps"])
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -173,6 +177,49 @@ def _resolve_model_cfg(cfg: ModelConfig) -> dict[str, Any]:
     return model_cfg
 
 
+class TappedBlocks(torch.nn.Module):
+    """Runs EfficientNet blocks and concatenates earlier blocks' outputs, average-pooled to the last map's size."""
+
+    def __init__(self, blocks: torch.nn.Sequential, taps: Sequence[int]) -> None:
+        super().__init__()
+        self.blocks = blocks
+        self.taps = tuple(int(t) for t in taps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tapped = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self.taps:
+                tapped.append(x)
+        side = x.shape[-1]
+        return torch.cat([x, *(F.adaptive_avg_pool2d(t, side) for t in tapped)], dim=1)
+
+
+def _block_channels(block: torch.nn.Sequential) -> int:
+    return int(block[-1].bn3.num_features if hasattr(block[-1], "bn3") else block[-1].bn2.num_features)
+
+
+def _truncate_trunk(model: torch.nn.Module, n_blocks: int, taps: Sequence[int] = ()) -> None:
+    """Keep the first ``n_blocks`` blocks of the timm EfficientNet trunk (+ tapped earlier blocks) and re-size the
+    image projection.
+
+    Mid-level features describe shapes (what a logo is) better than the last, ImageNet-semantic layer: with the
+    same LiT training, held-out brand top-1 was 0.25 from the 1280-d head, 0.59 from blocks[:6] and 0.65 from
+    blocks[:6] + blocks[4] (150 held-out brands, 600 training brands; README).
+    """
+    trunk = model.visual.trunk
+    blocks = trunk.blocks[:n_blocks]
+    if any(not 0 <= t < n_blocks - 1 for t in taps):
+        raise ValueError(f"taps {taps} must index blocks before the last kept block ({n_blocks - 1})")
+    trunk.blocks = TappedBlocks(blocks, taps) if taps else blocks
+    trunk.conv_head = torch.nn.Identity()
+    trunk.bn2 = torch.nn.Identity()
+    channels = _block_channels(blocks[-1]) + sum(_block_channels(blocks[t]) for t in taps)
+    trunk.num_features = channels
+    old = model.visual.head.proj
+    model.visual.head.proj = torch.nn.Linear(channels, old.out_features, bias=old.bias is not None)
+
+
 def create_model_and_transforms(
     config: str | ModelConfig | Mapping[str, Any],
     weights_delta: Mapping[str, torch.Tensor] | None = None,
@@ -204,6 +251,8 @@ def create_model_and_transforms(
             if fmt != "efficientnet_pytorch":
                 raise ValueError(f"unsupported image tower weight format {fmt!r}")
             load_efficientnet_pytorch_weights(model.visual.trunk, resolve_package_path(cfg.image_tower_weights["source"]))
+        if cfg.trunk_blocks is not None:
+            _truncate_trunk(model, cfg.trunk_blocks, cfg.trunk_taps)
         # Deterministic projections: orthogonal keeps text-text cosines exact and image cosines close until trained.
         generator = torch.Generator().manual_seed(0)
         for proj in (model.visual.head.proj, model.text.proj):

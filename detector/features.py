@@ -75,6 +75,7 @@ class FeatureConfig:
     fuzzy_cutoff: float = 0.75  # minimum fuzzy score for a text match to name a candidate
     ocr: bool = True  # read text in photos (PP-OCRv4 via rapidocr)
     ocr_min_confidence: float = 0.6  # drop OCR lines below this recognition confidence
+    ocr_max_side: int = 480  # text detection input side cap (no upscaling: 0.07 s instead of 0.3 s per photo)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "FeatureConfig":
@@ -108,9 +109,9 @@ class Match:
 
     asset_id: int | None
     brand_id: int
-    kind: str  # "authentic", "known_fake" or "text"
+    kind: str  # "authentic" or "known_fake" (an asset), or "brand_name" (a registered name or alias)
     modality: str  # "image" or "text"
-    similarity: float
+    similarity: float  # cosine for embeddings, fuzzy-match score for names
     image_index: int | None = None  # which listing photo
     box: tuple[float, float, float, float] | None = None  # matched region of that photo (fractions)
     text: str | None = None
@@ -164,10 +165,10 @@ class CatalogLike(Protocol):
 class OcrReader:
     """Reads text lines in a photo with PP-OCRv4 (rapidocr-onnxruntime; models ship inside the wheel)."""
 
-    def __init__(self, min_confidence: float = 0.6) -> None:
+    def __init__(self, min_confidence: float = 0.6, max_side: int = 480) -> None:
         from rapidocr_onnxruntime import RapidOCR
 
-        self._engine = RapidOCR()
+        self._engine = RapidOCR(det_limit_side_len=max_side, det_limit_type="max")
         self.min_confidence = min_confidence
 
     def read(self, image: Image.Image) -> list[str]:
@@ -189,7 +190,7 @@ class Featurizer:
         self.embedder = embedder
         self.catalog = catalog
         self.config = config or FeatureConfig()
-        self.ocr = ocr if ocr is not None or not self.config.ocr else OcrReader(self.config.ocr_min_confidence)
+        self.ocr = ocr if ocr is not None or not self.config.ocr else OcrReader(self.config.ocr_min_confidence, self.config.ocr_max_side)
         self.set_brands(brands)
 
     def set_brands(self, brands: dict[int, BrandInfo]) -> None:
@@ -338,6 +339,9 @@ class Featurizer:
             candidates.append(Candidate(b, feats))
 
         evidence = [m for _, m in img.values()] + [m for _, m in fake.values()]
+        for source, matches in (("title", title_matches), ("description", desc_matches), ("ocr", ocr_matches)):
+            evidence += [Match(None, b, "brand_name", "text", float(m.score), text=f"{source}: {m.matched_text}")
+                         for b, m in matches.items() if b in self.brands and m.score >= cfg.fuzzy_cutoff]
         evidence.sort(key=lambda m: -m.similarity)
         return ListingFeatures(lst.listing_id, candidates, context, evidence, replica + ocr_replica, ocr_text)
 

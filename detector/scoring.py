@@ -63,8 +63,10 @@ class Scorer:
     or deleted asset affects the very next score.
     """
 
-    def __init__(self, bundle: ModelBundle, catalog: Any, ocr: OcrReader | None = None, max_evidence: int = 10) -> None:
+    def __init__(self, bundle: ModelBundle, catalog: Any, ocr: OcrReader | None = None, max_evidence: int = 10,
+                 known_fake_report_similarity: float = 0.8) -> None:
         self.bundle = bundle
+        self.known_fake_report_similarity = known_fake_report_similarity  # always report known fakes this close
         self.catalog = catalog
         self.max_evidence = max_evidence
         self._lock = threading.RLock()
@@ -104,6 +106,9 @@ class Scorer:
             results.append(self._result(lst, lf, float(risk), index_version, classify_s))
         return results
 
+    def _close_fake(self, m: Any) -> bool:
+        return m.kind == "known_fake" and m.similarity >= self.known_fake_report_similarity
+
     def _result(self, lst: Listing, lf: ListingFeatures, risk: float, index_version: int, classify_s: float) -> ScoreResult:
         policy = self.bundle.policy
         brands = self.featurizer.brands
@@ -114,15 +119,16 @@ class Scorer:
         feats = best.features if best is not None else {}
         authorized = bool(brand and feats.get("authorized_seller"))
         decision = decide(risk, policy, authorized_seller=authorized)
+        # Evidence about the candidate brands, plus every close known fake whatever its brand.
+        candidates = {c.brand_id for c in lf.candidates}
         evidence = [
             EvidenceItem(m.asset_id, m.brand_id, m.kind, m.modality, round(m.similarity, 4), m.image_index,
                          list(m.box) if m.box else None, m.text)
             for m in lf.evidence
-            if m.brand_id in brands
+            if m.brand_id in brands and (m.brand_id in candidates or self._close_fake(m))
         ]
-        # Known-fake matches are always reported when close, even below the top-N cut.
         top = evidence[: self.max_evidence]
-        top += [e for e in evidence[self.max_evidence:] if e.kind == "known_fake" and e.similarity >= 0.8]
+        top += [e for e in evidence[self.max_evidence:] if self._close_fake(e)]
         price_ratio = math.exp(feats["price_log_ratio"]) if feats.get("price_known") else None
         signals = {
             "brand_confidence": round(best.confidence, 4) if best else 0.0,

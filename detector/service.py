@@ -54,28 +54,46 @@ from detector.auth import TokenStore, load_tokens
 from detector.batching import BatchConfig, MicroBatcher
 from detector.listing import DECISIONS, Listing
 
-__all__ = ["CounterfeitDetector", "configure_logging"]
+__all__ = ["CounterfeitDetector", "ServiceMetrics", "configure_logging", "get_metrics"]
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 STAGES = ("decode", "embed", "search", "ocr", "text", "classify", "record")
-STAGE_SECONDS = bentoml.metrics.Histogram(
-    name="detector_stage_seconds",
-    documentation="Latency of each scoring stage: decode per request, the others per model batch.",
-    labelnames=["stage"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
-)
-DECISION_COUNT = bentoml.metrics.Counter(
-    name="detector_decisions",
-    documentation="Scored listings by decision.",
-    labelnames=["decision"],
-)
-BATCH_LISTINGS = bentoml.metrics.Histogram(
-    name="detector_batch_listings",
-    documentation="Listings per model call (how well concurrent requests are merged).",
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
-)
+
+
+class ServiceMetrics:
+    """The service's Prometheus metrics, exported on ``/metrics`` next to BentoML's own.
+
+    Created in the worker by :func:`get_metrics`, never at import: BentoML switches prometheus_client to its
+    multi-process mode after importing the service module, and a client imported earlier would write nowhere.
+    """
+
+    def __init__(self) -> None:
+        import prometheus_client as prom
+
+        self.stage_seconds = prom.Histogram(
+            "detector_stage_seconds",
+            "Latency of each scoring stage: decode per request, the others per model batch.",
+            ["stage"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+        )
+        self.decisions = prom.Counter("detector_decisions", "Scored listings by decision.", ["decision"])
+        self.batch_listings = prom.Histogram(
+            "detector_batch_listings",
+            "Listings per model call (how well concurrent requests are merged).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+        )
+        for stage in STAGES:  # export every series from the start, not only after the first score
+            self.stage_seconds.labels(stage=stage)
+        for decision in DECISIONS:
+            self.decisions.labels(decision=decision)
+
+
+@functools.cache
+def get_metrics() -> ServiceMetrics:
+    """The process's metrics (prometheus_client refuses to register the same name twice)."""
+    return ServiceMetrics()
 
 
 def configure_logging(level: str | None = None) -> None:
@@ -134,17 +152,14 @@ class CounterfeitDetector:
         self.catalog = Catalog.open(self.config.home, self.bundle.embedder, index_factory=self.config.index_factory,
                                     image_config=image_config)
         self.scorer = Scorer(self.bundle, self.catalog)
+        self.metrics = get_metrics()
         self.batcher: MicroBatcher[DecodedListing, ScoreResponse] = MicroBatcher(
             self._score_decoded,
             BatchConfig(self.config.batch_max_listings, self.config.batch_max_wait_ms),
-            on_batch=lambda n, _groups: BATCH_LISTINGS.observe(n),
+            on_batch=lambda n, _groups: self.metrics.batch_listings.observe(n),
         )
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="catalog-writer")
         self._ready: tuple[int, float] | None = None  # (index_version, monotonic time) of the last passed check
-        for stage in STAGES:  # export every series from the start, not only after the first score
-            STAGE_SECONDS.labels(stage=stage)
-        for decision in DECISIONS:
-            DECISION_COUNT.labels(decision=decision)
         # The first call pays for lazy initialisation in torch and scikit-learn; do it before reporting ready.
         self.scorer.score(Listing("warm-up", "warm-up", images=[Image.new("RGB", (64, 64), "white")]))
         log.info("service started", extra={"home": str(self.config.home), "model_version": self.bundle.version,
@@ -246,7 +261,7 @@ class CounterfeitDetector:
         def work() -> list[DecodedListing]:
             t0 = time.perf_counter()
             out = [decode_listing(x, self.config, f"listings[{i}]." if prefixed else "") for i, x in enumerate(listings)]
-            STAGE_SECONDS.labels(stage="decode").observe(time.perf_counter() - t0)
+            self.metrics.stage_seconds.labels(stage="decode").observe(time.perf_counter() - t0)
             return out
 
         return await asyncio.to_thread(work)
@@ -256,13 +271,13 @@ class CounterfeitDetector:
         results = self.scorer.score_batch([d.listing for d in items])
         if results:
             for stage, ms in results[0].timings_ms.items():  # per-batch timings, shared by all its listings
-                STAGE_SECONDS.labels(stage=stage).observe(ms / 1000.0)
+                self.metrics.stage_seconds.labels(stage=stage).observe(ms / 1000.0)
         t0 = time.perf_counter()
         out = []
         for decoded, result in zip(items, results, strict=True):
-            DECISION_COUNT.labels(decision=result.decision).inc()
+            self.metrics.decisions.labels(decision=result.decision).inc()
             out.append(ScoreResponse.model_validate({**result.to_dict(), "score_id": self._record(decoded, result)}))
-        STAGE_SECONDS.labels(stage="record").observe(time.perf_counter() - t0)
+        self.metrics.stage_seconds.labels(stage="record").observe(time.perf_counter() - t0)
         return out
 
     def _record(self, decoded: DecodedListing, result: Any) -> int | None:

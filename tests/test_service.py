@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
 import json
 import stat
@@ -328,7 +329,7 @@ def test_decode_listing_records_request_without_image_bytes() -> None:
     decoded = decode_listing(body, CONFIG)
     assert decoded.listing.listing_id == "x" and len(decoded.listing.images) == 1
     assert "images_b64" not in decoded.request and decoded.request["n_images"] == 1
-    assert decoded.image_sha256s == [__import__("hashlib").sha256(data).hexdigest()]
+    assert decoded.image_sha256s == [hashlib.sha256(data).hexdigest()]
     bad = ScoreRequest(listing_id="x", images_b64=[_b64(data), "@@"])
     with pytest.raises(ApiError) as info:
         decode_listing(bad, CONFIG, prefix="listings[3].")
@@ -354,8 +355,9 @@ def test_gate_checks_auth_media_size_and_schema() -> None:
     client, seen = _gate_client()
     mod = {"Authorization": f"Bearer {MOD_TOKEN}"}
     body = {"listing_id": "a", "title": "t"}
-    r = client.post("/v1/score", json=body, headers=mod)
-    assert r.status_code == 200 and seen == [json.dumps(body).encode()]  # passed through byte for byte
+    raw = json.dumps(body).encode()
+    r = client.post("/v1/score", content=raw, headers={**mod, "Content-Type": "application/json; charset=utf-8"})
+    assert r.status_code == 200 and seen == [raw]  # passed through byte for byte
     cases = [
         ({}, 401, "unauthorized"),
         ({"Authorization": "Bearer wrong-token-1234567890"}, 401, "unauthorized"),
@@ -379,7 +381,6 @@ def test_gate_checks_auth_media_size_and_schema() -> None:
 
 
 def test_gate_counts_streamed_bytes_without_content_length() -> None:
-    client, _ = _gate_client(max_body_bytes=1_000)
     store = TokenStore({"brand": [BRAND_TOKEN], "moderator": [MOD_TOKEN]})
     reached: list[bool] = []
 

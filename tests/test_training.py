@@ -83,3 +83,14 @@ def test_threshold_for_precision():
     assert _threshold_for_precision(scores, positive, 1.0, min_support=3) == 0.6
     assert _threshold_for_precision(scores, positive, 0.8, min_support=3) == 0.4
     assert _threshold_for_precision(scores, np.zeros(10, bool), 0.9) == 1.0
+
+
+def test_compare_and_model_store(trained, small_dataset, tmp_path):
+    from detector.bundle import register_bento_model
+
+    result = evaluate_mod.compare(trained, trained, small_dataset, tmp_path / "cmp", max_listings=40, progress=False)
+    assert result["version_a"] == result["version_b"]
+    assert result["metrics"]["auc"]["delta"] == 0.0 and result["metrics"]["n_listings"]["a"] == 40
+    tag = register_bento_model(trained)
+    assert tag.startswith("counterfeit-detector:")
+    assert load_model(tag).version == json.loads((trained / "model.json").read_text())["version"]

@@ -77,6 +77,29 @@ def register(app: typer.Typer) -> None:
         metrics = evaluate(model, data, out, split, gallery, max_listings)
         typer.echo(json.dumps(metrics, indent=2))
 
+    @app.command("compare")
+    def compare_cmd(
+        model_a: str,
+        model_b: str,
+        data: Path,
+        out: Path,
+        split: str = "test",
+        gallery: str = "all",
+        max_listings: Optional[int] = None,
+    ) -> None:
+        """Evaluate two models (dirs, 'default' or BentoML tags) on the same split and print the deltas (b - a)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from training.evaluate import compare
+
+        result = compare(model_a, model_b, data, out, split, gallery, max_listings)
+        table = Table("metric", f"a {result['version_a']}", f"b {result['version_b']}", "delta")
+        for key, row in result["metrics"].items():
+            table.add_row(key, str(row["a"]), str(row["b"]), f"{row['delta']:+}")
+        Console(stderr=True).print(table)
+        typer.echo(json.dumps(result, indent=2))
+
     @app.command("demo")
     def demo_cmd(
         home: Annotated[Path, typer.Option(envvar="DETECTOR_HOME")] = Path("var/home"),

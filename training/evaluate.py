@@ -97,6 +97,25 @@ def evaluate(
     return metrics
 
 
+def compare(model_a: str | Path, model_b: str | Path, data_dir: str | Path, out_dir: str | Path,
+            split: str = "test", gallery: str = "all", max_listings: int | None = None,
+            progress: bool = True) -> dict[str, Any]:
+    """Evaluate two models on the same split and return their numeric metrics with deltas (b - a)."""
+    out_dir = Path(out_dir)
+    runs = {}
+    for name, model in (("a", model_a), ("b", model_b)):
+        runs[name] = evaluate(model, data_dir, out_dir / name, split, gallery, max_listings, progress, report=False)
+    rows = {}
+    for key, a in runs["a"].items():
+        b = runs["b"].get(key)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+            rows[key] = {"a": a, "b": b, "delta": round(b - a, 4)}
+    result = {"a": str(model_a), "b": str(model_b), "version_a": runs["a"]["model_version"],
+              "version_b": runs["b"]["model_version"], "split": split, "metrics": rows}
+    (out_dir / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def write_predictions(path: Path, data: LabelledFeatures, risks: np.ndarray, policy) -> None:
     """One JSON line per listing: id, label, risk, decision and the brand found (for audits and independent checks)."""
     decisions = decisions_for(data, risks, policy)

@@ -143,14 +143,28 @@ def evaluate_retrieval(head: torch.nn.Module, photo_feats: torch.Tensor, photo_b
             "n_photos": int(len(photo_brand)), "n_brands": n_brands}
 
 
+def _standardize_init(proj: torch.nn.Linear, feats: torch.Tensor) -> None:
+    """Fold per-channel standardisation of the frozen features into the projection (a better starting point)."""
+    mu, sd = feats.mean(0), feats.std(0) + 1e-3
+    with torch.no_grad():
+        w = proj.weight / sd
+        proj.weight.copy_(w)
+        if proj.bias is not None:
+            proj.bias.copy_(-(w @ mu))
+
+
 def finetune(config: FinetuneConfig, embedder_config: str = "effnet-lite0-minilm", out_dir: str | Path | None = None,
-             progress: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Train the projections; returns ``(weights_delta, report)`` (the delta goes into the model directory)."""
+             progress: bool = True, exclude_slugs: set[str] | frozenset[str] = frozenset(),
+             ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Train the projections; returns ``(weights_delta, report)`` (the delta goes into the model directory).
+
+    Held-out brands and ``exclude_slugs`` (e.g. the classifier's validation brands) are never trained on.
+    """
     t0 = time.time()
     torch.manual_seed(config.seed)
     embedder = create_embedder(embedder_config)
     icons = render.list_icons()
-    train_icons = [i for i in icons if not is_heldout_brand(i.slug)]
+    train_icons = [i for i in icons if not is_heldout_brand(i.slug) and i.slug not in exclude_slugs]
     heldout_icons = [i for i in icons if is_heldout_brand(i.slug)]
     rng = np.random.default_rng(config.seed)
     if config.n_brands is not None and config.n_brands < len(train_icons):
@@ -171,6 +185,7 @@ def finetune(config: FinetuneConfig, embedder_config: str = "effnet-lite0-minilm
     t_cache = time.time()
 
     head = copy.deepcopy(embedder.model.visual.head).float().train()
+    _standardize_init(head.proj, torch.cat([tr_photo.reshape(-1, tr_photo.shape[-1]), tr_ref]).float())
     text_proj = copy.deepcopy(embedder.model.text.proj).float().train()
     for p in (*head.parameters(), *text_proj.parameters()):
         p.requires_grad_(True)

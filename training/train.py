@@ -52,6 +52,7 @@ class TrainConfig:
     features: dict[str, Any] = field(default_factory=dict)  # FeatureConfig fields
     classifier: dict[str, Any] = field(default_factory=dict)  # ClassifierConfig fields
     data: dict[str, Any] = field(default_factory=dict)  # DataConfig fields for `detector data generate`
+    finetune: dict[str, Any] | None = None  # FinetuneConfig fields; None keeps the packaged towers' projections
     description: str = ""
 
     @classmethod
@@ -122,6 +123,14 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
     assert_no_heldout(records["train"] + records["val"], train_brands)
 
     feature_config = FeatureConfig.from_dict(config.features)
+    finetune_report = None
+    if config.finetune is not None and weights_delta is None:
+        from training.finetune import FinetuneConfig, finetune
+
+        # Validation brands stay unseen by the embedder too, so thresholds are tuned on brands new to the model.
+        val_slugs = {b["slug"] for b in dataset.brands if b["split"] == "val"}
+        weights_delta, finetune_report = finetune(FinetuneConfig.from_dict(config.finetune), config.embedder,
+                                                  out_dir, progress=progress, exclude_slugs=val_slugs)
     embedder = create_embedder(config.embedder, weights_delta=weights_delta)
     home = Path(tempfile.mkdtemp(prefix="train-catalog-", dir=out_dir))
     try:
@@ -164,6 +173,7 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
             "heldout_rule": "int(sha1(slug).hexdigest(), 16) % 10 == 0 brands excluded from training and tuning",
         },
         "metrics": {"val": val_metrics},
+        "finetune": finetune_report,
         "wall_time_s": round(time.time() - t_start, 1),
     }
     model_dir = save_model_dir(out_dir / "model", embedder_config=get_model_config(config.embedder).to_dict(),
@@ -180,11 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="dataset folder (see docs/data_format.md)")
     parser.add_argument("--out", required=True, help="run folder; the model lands in OUT/model")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--register", action="store_true", help="also add the model to the BentoML model store")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     model_dir = train(get_train_config(args.config), args.data, args.out, progress=not args.no_progress)
-    print(json.dumps({"model_dir": str(model_dir),
-                      "metrics": json.loads((model_dir / "model.json").read_text())["metrics"]}, indent=2))
+    out = {"model_dir": str(model_dir), "metrics": json.loads((model_dir / "model.json").read_text())["metrics"]}
+    if args.register:
+        from detector.bundle import register_bento_model
+
+        out["bento_tag"] = register_bento_model(model_dir)
+    print(json.dumps(out, indent=2))
     return 0
 
 
