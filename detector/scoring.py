@@ -30,7 +30,7 @@ class BrandResult:
 class EvidenceItem:
     asset_id: int | None
     brand_id: int
-    kind: str  # "authentic", "known_fake" or "text"
+    kind: str  # "authentic", "known_fake" or "brand_name"
     modality: str  # "image" or "text"
     similarity: float
     image_index: int | None = None

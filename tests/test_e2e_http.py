@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import hashlib
 import io
 import json
 import os
@@ -28,6 +29,7 @@ import pytest
 from PIL import Image
 
 from detector.api import MAX_IMAGES, MAX_LISTINGS, ROUTES
+from indexes.registry import Registry
 from training.render import compose_listing_photo, get_icon, make_reupload, render_logo, render_reference
 
 pytestmark = pytest.mark.slow
@@ -319,13 +321,24 @@ def test_concurrent_clients_share_model_calls(server: Server, registered: Regist
     assert scored == 8 and calls < 8, f"{calls} model calls for 8 concurrent listings: nothing was merged"
 
 
-def test_feedback(client: httpx.Client, registered: Registered) -> None:
-    score(client, listing("fb-1"))
+def test_feedback_joins_the_recorded_score(client: httpx.Client, registered: Registered, home: Path) -> None:
+    body = listing("fb-1")
+    scored = score(client, body)
     r = client.post("/v1/feedback", headers=MOD, json={
         "listing_id": "fb-1", "verdict": "counterfeit", "brand_id": registered.brand_ids["nike"],
         "reviewer": "mod-7", "note": "logo misprinted",
     })
     assert r.status_code == 200 and isinstance(r.json()["feedback_id"], int)
+    registry = Registry(f"sqlite:///{home / 'registry.db'}")  # a second reader, as a retraining job would be
+    try:
+        [row] = [x for x in registry.export_feedback() if x["feedback_id"] == r.json()["feedback_id"]]
+    finally:
+        registry.close()
+    image = base64.b64decode(body["images_b64"][0])
+    assert row["verdict"] == "counterfeit" and row["risk"] == pytest.approx(scored["risk"])
+    assert row["image_sha256s"] == [hashlib.sha256(image).hexdigest()]
+    assert "images_b64" not in row["request"] and row["request"]["title"] == body["title"]
+    assert row["index_version"] == scored["index_version"] and row["decision"] == scored["decision"]
     r = client.post("/v1/feedback", headers=MOD, json={"listing_id": "fb-1", "verdict": "unbranded", "brand_id": 9999})
     assert (r.status_code, r.json()["error"]["field"]) == (404, "brand_id")
 
@@ -400,6 +413,9 @@ def bad_cases(registered: Registered) -> list[tuple[str, str, dict | bytes, int,
          {"brand_id": registered.brand_ids["nike"], "kind": "authentic", "image_b64": enc(b"GIF89a-nope")}, 422,
          "invalid_image", "image_b64"),
         ("unknown asset", "/v1/assets/delete", {"asset_id": 987654}, 404, "not_found", "asset_id"),
+        ("duplicate asset", "/v1/assets", {"brand_id": registered.brand_ids["nike"], "kind": "authentic",
+                                           "image_b64": b64(render_reference(get_icon("nike"), "light"))}, 409,
+         "conflict", "image_b64"),
         ("empty brand name", "/v1/brands", {"name": "  "}, 422, "invalid_field", "name"),
         ("bad currency", "/v1/brands", {"name": "Some Brand", "currency": "dollars"}, 422, "invalid_field",
          "currency"),
@@ -494,3 +510,17 @@ def test_restart_loses_nothing(server: Server, home: Path, registered: Registere
     assert [(e["asset_id"], e["kind"]) for e in after["evidence"]] == [(e["asset_id"], e["kind"]) for e in
                                                                         before["evidence"]]
     assert after["score_id"] > before["score_id"]
+
+
+def test_bentoml_build_packages_the_service(tmp_path: Path) -> None:
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path), "BENTOML_DO_NOT_TRACK": "true"}
+    done = subprocess.run([sys.executable, "-m", "bentoml", "build", str(ROOT)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [src] = list((tmp_path / "bentos" / "counterfeit-detector").glob("*/src"))
+    files = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
+    assert {"detector/service.py", "detector/api.py", "indexes/catalog.py", "detector/models/default/model.json",
+            "detector/configs/policies/default.json"} <= files
+    assert not any(f.startswith(("training/", "tests/")) or "__pycache__" in f for f in files)
+    requirements = (src.parent / "env" / "python" / "requirements.txt").read_text()
+    assert "torch==2.14.1" in requirements and "faiss-cpu" in requirements
