@@ -23,14 +23,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# install, load the shipped default model, seed a demo registry of real brands into var/, print held-out metrics, serve
 run: install
-	$(PY) -m detector.cli demo --home $(HOME_DIR)
+	$(PY) -m detector.cli demo --home $(HOME_DIR) --serve --port $(PORT)
 
+# the same without serving
 demo: install
 	$(PY) -m detector.cli demo --home $(HOME_DIR)
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q tests notebooks --nbmake
 
 clean:
 	rm -rf $(VENV) var

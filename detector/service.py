@@ -126,7 +126,7 @@ _runtime = _Runtime()
 
 @bentoml.service(
     name="counterfeit-detector",
-    description="Finds counterfeit and IP-infringing marketplace listings. See docs/api.md.",
+    description="Finds counterfeit and IP-infringing marketplace listings. See the README's HTTP API section.",
     workers=1,  # the catalog is a single-writer design: one process owns it
     traffic={"timeout": 600},  # a full /v1/score_batch with OCR on takes minutes on a small CPU
     logging={"access": {"enabled": False}},  # ApiGate writes JSON access lines instead

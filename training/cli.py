@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -129,5 +130,23 @@ def register(app: typer.Typer) -> None:
             import subprocess
             import sys
 
+            typer.echo(_curl_example(home, port, data), err=True)
             raise typer.Exit(subprocess.call([sys.executable, "-m", "detector.cli", "serve", "--home", str(home),
                                               "--port", str(port), "--model", model]))
+
+
+def _curl_example(home: Path, port: int, data: Path) -> str:
+    """A ready-to-paste request against the demo server (tokens are read from the home's tokens.json)."""
+    from training.data import load_dataset
+
+    dataset = load_dataset(data)
+    rec = next(r for r in dataset.listings_for("test") if r["label"] == "counterfeit")
+    photo = dataset.image_path(rec["images"][0])
+    title = re.sub(r"[^\w .,:;!?&%+/()-]", "", rec["title"])  # nothing the shell would interpret
+    return f"""
+Serving on http://localhost:{port} (OpenAPI: /docs.json). In another shell, once /readyz answers 200:
+
+  MOD=$(python3 -c "import json; print(json.load(open('{home}/tokens.json'))['moderator'][0])")
+  curl -s localhost:{port}/v1/score -H "Authorization: Bearer $MOD" -H 'Content-Type: application/json' \\
+    -d "{{\\"listing_id\\": \\"{rec['listing_id']}\\", \\"title\\": \\"{title}\\", \\"price\\": {rec['price']}, \\"seller_id\\": \\"{rec['seller_id']}\\", \\"images_b64\\": [\\"$(base64 -w0 {photo.resolve()})\\"]}}"
+"""
