@@ -114,6 +114,8 @@ class ServiceConfig:
     batch_max_wait_ms: float = 5.0  # DETECTOR_BATCH_MAX_WAIT_MS: how long a batch waits for company
     torch_threads: int | None = None  # DETECTOR_TORCH_THREADS: intra-op threads (None: torch's default)
     ready_cache_s: float = 10.0  # DETECTOR_READY_CACHE_S: reuse a passed Catalog.check() this long
+    # DETECTOR_KEEP_LISTING_IMAGES: keep scored photos in <home>/listing-images so feedback can become training data
+    keep_listing_images: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceConfig:
@@ -130,7 +132,9 @@ class ServiceConfig:
                 continue
             default = f.default
             try:
-                if isinstance(default, Path):
+                if isinstance(default, bool):  # before int: bool is an int subclass
+                    values[f.name] = _parse_bool(raw)
+                elif isinstance(default, Path):
                     values[f.name] = Path(raw)
                 elif isinstance(default, float):
                     values[f.name] = float(raw)
@@ -141,6 +145,16 @@ class ServiceConfig:
             except ValueError:
                 raise ValueError(f"DETECTOR_{f.name.upper()}={raw!r} is not a valid {f.name}") from None
         return cls(**values)
+
+
+def _parse_bool(raw: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case); anything else is a ValueError."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
 
 
 # ---------------------------------------------------------------------------------------------------------- types

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from detector.dataclass_config import build_config
 from detector.vectors import l2_normalize
 
 __all__ = [
@@ -100,19 +101,15 @@ class ModelConfig:
             for key in ("mean", "std"):
                 if key in p:
                     p[key] = tuple(p[key])
-            d["preprocess"] = PreprocessConfig(**p)
+            d["preprocess"] = build_config(PreprocessConfig, p, "preprocess")
         if isinstance(d.get("regions"), Mapping):
             r = dict(d["regions"])
             if "window_fractions" in r:
                 r["window_fractions"] = tuple(r["window_fractions"])
-            d["regions"] = RegionConfig(**r)
+            d["regions"] = build_config(RegionConfig, r, "regions")
         if "trunk_taps" in d:
             d["trunk_taps"] = tuple(d["trunk_taps"])
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model config fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return build_config(cls, d, "model config")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -19,6 +19,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 from PIL import Image
 
+from detector.dataclass_config import build_config
 from detector.listing import Listing
 from detector.text import BrandTextMatcher, mention_context, replica_terms
 
@@ -79,7 +80,7 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "FeatureConfig":
-        return cls(**(d or {}))
+        return build_config(cls, d, "feature config")
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ class CatalogLike(Protocol):
 
     def search_images(self, vectors: np.ndarray, kind: str, k: int) -> tuple[np.ndarray, np.ndarray]: ...
     def search_texts(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
-    def brand_of_asset(self, asset_id: int) -> int | None: ...
+    def lookup_asset_brands(self, asset_ids: np.ndarray) -> np.ndarray: ...
     def brand_of_text_entry(self, entry_id: int) -> int | None: ...
 
 
@@ -202,7 +203,8 @@ class Featurizer:
         """Signals for each listing, computed in one batch (one backbone pass per photo)."""
         t0 = time.perf_counter()
         photos = [im for lst in listings for im in lst.images]
-        owner = [i for i, lst in enumerate(listings) for _ in lst.images]
+        owner = [i for i, lst in enumerate(listings) for _ in lst.images]  # listing of each photo
+        local = [j for lst in listings for j in range(len(lst.images))]  # its index within the listing
         regions = self.embedder.embed_image_regions(photos) if photos else None
         titles = [lst.title or " " for lst in listings]
         title_vecs = self.embedder.embed_texts(titles)
@@ -211,8 +213,8 @@ class Featurizer:
         per_listing_img: list[dict[int, tuple[float, Match]]] = [dict() for _ in listings]
         per_listing_fake: list[dict[int, tuple[float, Match]]] = [dict() for _ in listings]
         if regions is not None:
-            self._image_evidence(regions, owner, per_listing_img)
-            self._fake_evidence(regions[:, 0], owner, per_listing_fake)
+            self._image_evidence(regions, owner, local, per_listing_img)
+            self._fake_evidence(regions[:, 0], owner, local, per_listing_fake)
         text_hits = self._text_evidence(title_vecs)
         t_search = time.perf_counter()
 
@@ -236,37 +238,33 @@ class Featurizer:
 
     # --- evidence gathering -------------------------------------------------------------------------------------
 
-    def _image_evidence(self, regions: np.ndarray, owner: list[int], acc: list[dict]) -> None:
+    def _image_evidence(self, regions: np.ndarray, owner: list[int], local: list[int], acc: list[dict]) -> None:
         n_photos, n_regions, dim = regions.shape
         sims, ids = self.catalog.search_images(regions.reshape(-1, dim), "authentic", self.config.image_k)
         boxes = self.embedder.boxes
-        for row in range(sims.shape[0]):
+        for listing, brand, sim, asset_id, row in self._best_per_brand(sims, ids, n_regions, owner):
             photo, region = divmod(row, n_regions)
-            for sim, asset_id in zip(sims[row], ids[row]):
-                if asset_id < 0:
-                    continue
-                brand = self.catalog.brand_of_asset(int(asset_id))
-                if brand is None:
-                    continue
-                best = acc[owner[photo]].get(brand)
-                if best is None or sim > best[0]:
-                    acc[owner[photo]][brand] = (float(sim), Match(
-                        int(asset_id), brand, "authentic", "image", float(sim), image_index=photo,
-                        box=tuple(float(v) for v in boxes[region])))
+            acc[listing][brand] = (sim, Match(asset_id, brand, "authentic", "image", sim, image_index=local[photo],
+                                              box=tuple(float(v) for v in boxes[region])))
 
-    def _fake_evidence(self, whole: np.ndarray, owner: list[int], acc: list[dict]) -> None:
+    def _fake_evidence(self, whole: np.ndarray, owner: list[int], local: list[int], acc: list[dict]) -> None:
         sims, ids = self.catalog.search_images(whole, "known_fake", self.config.fake_k)
-        for photo in range(sims.shape[0]):
-            for sim, asset_id in zip(sims[photo], ids[photo]):
-                if asset_id < 0:
-                    continue
-                brand = self.catalog.brand_of_asset(int(asset_id))
-                if brand is None:
-                    continue
-                best = acc[owner[photo]].get(brand)
-                if best is None or sim > best[0]:
-                    acc[owner[photo]][brand] = (float(sim), Match(
-                        int(asset_id), brand, "known_fake", "image", float(sim), image_index=photo))
+        for listing, brand, sim, asset_id, row in self._best_per_brand(sims, ids, 1, owner):
+            acc[listing][brand] = (sim, Match(asset_id, brand, "known_fake", "image", sim, image_index=local[row]))
+
+    def _best_per_brand(self, sims: np.ndarray, ids: np.ndarray, rows_per_photo: int, owner: list[int]):
+        """For search results ``(rows, k)``, yield the best hit per (listing, brand): listing, brand, sim, id, row."""
+        brands = self.catalog.lookup_asset_brands(ids)
+        rows = np.broadcast_to(np.arange(ids.shape[0])[:, None], ids.shape)
+        keep = (ids >= 0) & (brands >= 0)
+        rows, brands, hit_sims, hit_ids = rows[keep], brands[keep], sims[keep], ids[keep]
+        listings = np.asarray(owner, dtype=np.int64)[rows // rows_per_photo]
+        order = np.lexsort((-hit_sims, brands, listings))  # by listing, brand, then best similarity first
+        first = np.ones(len(order), dtype=bool)
+        key_l, key_b = listings[order], brands[order]
+        first[1:] = (key_l[1:] != key_l[:-1]) | (key_b[1:] != key_b[:-1])
+        for j in order[first]:
+            yield int(listings[j]), int(brands[j]), float(hit_sims[j]), int(hit_ids[j]), int(rows[j])
 
     def _text_evidence(self, title_vecs: np.ndarray) -> list[dict[int, float]]:
         sims, ids = self.catalog.search_texts(title_vecs, self.config.text_k)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from detector.dataclass_config import build_config
+
 __all__ = ["PolicyConfig", "list_policies", "get_policy", "decide"]
 
 POLICY_DIR = Path(__file__).parent / "configs" / "policies"
@@ -32,11 +34,7 @@ class PolicyConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "PolicyConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown policy fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return build_config(cls, d, "policy")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -140,6 +140,7 @@ class CounterfeitDetector:
         from detector.scoring import Scorer
         from indexes.catalog import Catalog
         from indexes.images import ImageConfig
+        from indexes.listing_images import ListingImageStore, encode_listing_image
 
         configure_logging()
         self.config = ServiceConfig.from_env()
@@ -152,6 +153,10 @@ class CounterfeitDetector:
         self.catalog = Catalog.open(self.config.home, self.bundle.embedder, index_factory=self.config.index_factory,
                                     image_config=image_config)
         self.scorer = Scorer(self.bundle, self.catalog)
+        # Recorded image hashes always name canonical JPEGs (see indexes.listing_images), kept on disk or not.
+        self._image_sha256: Callable[[Image.Image], str] = (
+            ListingImageStore(self.config.home).put if self.config.keep_listing_images
+            else lambda image: encode_listing_image(image)[1])
         self.metrics = get_metrics()
         self.batcher: MicroBatcher[DecodedListing, ScoreResponse] = MicroBatcher(
             self._score_decoded,
@@ -281,10 +286,14 @@ class CounterfeitDetector:
         return out
 
     def _record(self, decoded: DecodedListing, result: Any) -> int | None:
-        """Store the score for joining feedback later; a failure is logged, never fails the other listings."""
+        """Store the score (and its photos, see ``keep_listing_images``) for joining feedback later.
+
+        A failure is logged and never fails the other listings.
+        """
         try:
+            hashes = [self._image_sha256(image) for image in decoded.listing.images]
             return self.catalog.registry.record_score(
-                result.listing_id, request=decoded.request, image_sha256s=decoded.image_sha256s, risk=result.risk,
+                result.listing_id, request=decoded.request, image_sha256s=hashes, risk=result.risk,
                 decision=result.decision, brand_id=result.brand.brand_id if result.brand else None,
                 signals=result.signals, model_version=result.model_version, index_version=result.index_version,
             )
