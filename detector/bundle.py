@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import platform
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -102,7 +103,8 @@ def load_model(ref: str | Path | None = "default", num_threads: int | None = Non
         from safetensors.torch import load_file
 
         delta = {k: v.to(torch.float32) for k, v in load_file(weights).items()}
-    embedder = create_embedder(meta["embedder_config"], weights_delta=delta, num_threads=num_threads)
+    embedder = create_embedder(meta["embedder_config"], weights_delta=delta, num_threads=num_threads,
+                               runtime=os.environ.get("DETECTOR_IMAGE_RUNTIME", "torch"))  # "onnx": exported once
     classifier = RiskClassifier.load(path)
     policy = PolicyConfig.from_dict(json.loads((path / "policy.json").read_text()))
     return ModelBundle(embedder, classifier, policy, FeatureConfig.from_dict(meta.get("feature_config")), meta, path)

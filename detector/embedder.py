@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from PIL import Image
 
 from detector.dataclass_config import build_config
 from detector.vectors import l2_normalize
+
+if TYPE_CHECKING:
+    from detector.onnx_runtime import OnnxImageTower
 
 __all__ = [
     "ModelConfig",
@@ -48,6 +51,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "configs" / "models"
+IMAGE_RUNTIMES = ("torch", "onnx")  # create_embedder(runtime=...)
 
 
 @dataclass
@@ -188,8 +192,8 @@ class TappedBlocks(torch.nn.Module):
             x = block(x)
             if i in self.taps:
                 tapped.append(x)
-        side = x.shape[-1]
-        return torch.cat([x, *(F.adaptive_avg_pool2d(t, side) for t in tapped)], dim=1)
+        size = (int(x.shape[-2]), int(x.shape[-1]))  # ints: ONNX export needs a constant pooled size
+        return torch.cat([x, *(F.adaptive_avg_pool2d(t, size) for t in tapped)], dim=1)
 
 
 def _block_channels(block: torch.nn.Sequential) -> int:
@@ -312,11 +316,33 @@ class Embedder:
         self.version = version
         self.batch_size = batch_size
         self.dim = int(config.embed_dim)
+        self.image_runtime: OnnxImageTower | None = None  # set by use_onnx(); None runs the torch image tower
         self._is_conv_tower = hasattr(model.visual, "trunk") and hasattr(model.visual.trunk, "forward_features")
         if config.regions.strategy == "feature_map" and not self._is_conv_tower:
             raise ValueError(f"{config.name}: region strategy 'feature_map' needs a timm conv tower; use 'crops'")
         if self._is_conv_tower:
             self.model.visual.trunk.to(memory_format=torch.channels_last)
+
+    def use_onnx(self, path: str | Path, num_threads: int | None = None) -> None:
+        """Run the image tower of :meth:`embed_image_regions` / :meth:`embed_images` with ONNX Runtime.
+
+        Args:
+            path: an ``.onnx`` file written by :func:`detector.onnx_runtime.export_image_tower`.
+            num_threads: ONNX Runtime intra-op threads (default: ``torch.get_num_threads()``).
+
+        Raises:
+            ValueError: the file was exported from another embedder (model id, config or shapes differ).
+        """
+        from detector.onnx_runtime import OnnxImageTower, config_fingerprint
+
+        tower = OnnxImageTower(path, self.model_id, num_threads=num_threads)
+        meta = tower.meta
+        expected = {"config_fingerprint": config_fingerprint(self), "image_size": self.config.preprocess.image_size,
+                    "regions": len(self.boxes), "dim": self.dim}
+        wrong = {k: (meta.get(k), v) for k, v in expected.items() if meta.get(k) != v}
+        if wrong:
+            raise ValueError(f"{path} does not match embedder {self.model_id}: (file, embedder) {wrong}")
+        self.image_runtime = tower
 
     @property
     def model_id(self) -> str:
@@ -369,6 +395,10 @@ class Embedder:
         out = []
         for chunk in self._batches(list(images)):
             x = torch.stack([self.preprocess(im.convert("RGB")) for im in chunk])
+            if self.image_runtime is not None:
+                regions = self.image_runtime(x.numpy())
+                out.append(regions[:, :1] if whole_only else regions)
+                continue
             fmap = visual.trunk.forward_features(x.contiguous(memory_format=torch.channels_last))
             pooled = self.pool_regions(fmap, whole_only=whole_only)
             out.append(visual.head(pooled).float().numpy())
@@ -377,7 +407,7 @@ class Embedder:
     def pool_regions(self, fmap: torch.Tensor, whole_only: bool = False) -> torch.Tensor:
         """Average-pool windows of a ``(B, C, h, w)`` feature map into ``(B, R, C)`` region features."""
         r = self.config.regions
-        grid = fmap.shape[-1]
+        grid = int(fmap.shape[-1])  # int, so window sizes are plain numbers when traced for ONNX export
         parts = []
         fractions = r.window_fractions[:1] if whole_only else r.window_fractions
         for frac in fractions:
@@ -428,10 +458,30 @@ def create_embedder(
     weights_delta: Mapping[str, torch.Tensor] | None = None,
     num_threads: int | None = None,
     batch_size: int = 32,
+    runtime: str = "torch",
+    onnx_cache_dir: str | Path | None = None,
 ) -> Embedder:
-    """Build an :class:`Embedder` through :func:`create_model_and_transforms`."""
+    """Build an :class:`Embedder` through :func:`create_model_and_transforms`.
+
+    Args:
+        config: a model config name, dict or ``ModelConfig``.
+        weights_delta: trained tensors to apply over the packaged tower weights.
+        num_threads: torch (and ONNX Runtime) CPU threads; None keeps torch's setting.
+        batch_size: images or texts per forward pass.
+        runtime: image tower runtime, ``"torch"`` or ``"onnx"`` (exported once into ``onnx_cache_dir``, keyed by
+            model id, then reused; see :mod:`detector.onnx_runtime`).
+        onnx_cache_dir: where ONNX exports are kept (default: :func:`detector.onnx_runtime.default_cache_dir`).
+    """
+    if runtime not in IMAGE_RUNTIMES:
+        raise ValueError(f"unknown image runtime {runtime!r}; known: {', '.join(IMAGE_RUNTIMES)}")
     if num_threads:
         torch.set_num_threads(num_threads)
     model, preprocess, tokenizer, cfg = create_model_and_transforms(config, weights_delta)
-    return Embedder(model, preprocess, tokenizer, cfg, version=weights_version(weights_delta), batch_size=batch_size)
+    embedder = Embedder(model, preprocess, tokenizer, cfg, version=weights_version(weights_delta),
+                        batch_size=batch_size)
+    if runtime == "onnx":
+        from detector.onnx_runtime import export_image_tower_cached
+
+        embedder.use_onnx(export_image_tower_cached(embedder, onnx_cache_dir), num_threads=num_threads)
+    return embedder
 

@@ -334,9 +334,10 @@ def test_feedback_joins_the_recorded_score(client: httpx.Client, registered: Reg
         [row] = [x for x in registry.export_feedback() if x["feedback_id"] == r.json()["feedback_id"]]
     finally:
         registry.close()
-    image = base64.b64decode(body["images_b64"][0])
     assert row["verdict"] == "counterfeit" and row["risk"] == pytest.approx(scored["risk"])
-    assert row["image_sha256s"] == [hashlib.sha256(image).hexdigest()]
+    [digest] = row["image_sha256s"]  # the photo was kept for retraining, named by the hash of the stored JPEG
+    kept = home / "listing-images" / f"{digest}.jpg"
+    assert kept.is_file() and hashlib.sha256(kept.read_bytes()).hexdigest() == digest
     assert "images_b64" not in row["request"] and row["request"]["title"] == body["title"]
     assert row["index_version"] == scored["index_version"] and row["decision"] == scored["decision"]
     r = client.post("/v1/feedback", headers=MOD, json={"listing_id": "fb-1", "verdict": "unbranded", "brand_id": 9999})

@@ -1,6 +1,7 @@
 """Training-side commands for the ``detector`` CLI (entry-point group ``detector.commands``).
 
-Adds ``detector data generate``, ``detector train``, ``detector evaluate`` and ``detector demo``.
+Adds ``detector data generate``, ``detector train``, ``detector evaluate``, ``detector compare``, ``detector demo``
+and ``detector feedback export``.
 """
 
 from __future__ import annotations
@@ -54,14 +55,41 @@ def register(app: typer.Typer) -> None:
         data: Path,
         out: Path,
         config: Annotated[str, typer.Option(help="Train config name or JSON file.")] = "quick",
+        extra_data: Annotated[Optional[list[Path]], typer.Option(
+            "--extra-data", help="Dataset folder whose train/val listings are appended (repeatable).")] = None,
     ) -> None:
-        """Train a model directory (OUT/model) on a dataset's train/val splits."""
+        """Train a model directory (OUT/model) on a dataset's train/val splits (plus any --extra-data)."""
         from training.train import get_train_config, train
 
-        model_dir = train(get_train_config(config), data, out)
+        train_config = get_train_config(config)
+        train_config.extra_data = [*train_config.extra_data, *(str(p) for p in extra_data or [])]
+        model_dir = train(train_config, data, out)
         meta = json.loads((model_dir / "model.json").read_text())
         typer.echo(json.dumps({"model_dir": str(model_dir), "version": meta["version"],
                                "metrics": meta["metrics"]}, indent=2))
+
+    feedback_app = typer.Typer(help="Turn moderators' verdicts into training data.", no_args_is_help=True)
+    app.add_typer(feedback_app, name="feedback")
+
+    @feedback_app.command("export")
+    def feedback_export(
+        out: Annotated[Path, typer.Option("--out", help="Dataset folder to write.")],
+        home: Annotated[Path, typer.Option("--home", envvar="DETECTOR_HOME",
+                                           help="Service home (registry + listing-images).")] = Path("var/home"),
+        since: Annotated[Optional[str], typer.Option(help="Only feedback from this ISO 8601 time on (UTC).")] = None,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+        overwrite: bool = False,
+    ) -> None:
+        """Export reviewed listings, brands and assets as a dataset folder for `detector train --extra-data`."""
+        import os
+
+        from training.feedback import export_feedback_dataset
+
+        # DETECTOR_DATABASE_URL points the registry elsewhere, as for the runtime commands; photos stay in the home.
+        source = os.environ.get("DETECTOR_DATABASE_URL") or home
+        path = export_feedback_dataset(source, out, since, val_fraction, seed, images_home=home, overwrite=overwrite)
+        typer.echo(json.dumps(json.loads((path / "manifest.json").read_text())["counts"], indent=2))
 
     @app.command("evaluate")
     def evaluate_cmd(

@@ -1,7 +1,9 @@
 """Train a model directory: catalog of training brands -> features -> brand + risk classifiers -> policy.
 
 ``python -m training.train --config quick --data DIR --out runs/quick`` (or ``detector train``). Held-out brands
-(sha1(slug) % 10 == 0) are refused anywhere in the training or validation data.
+(sha1(slug) % 10 == 0) are refused anywhere in the training or validation data. ``--extra-data DIR`` (repeatable)
+appends other dataset folders, e.g. moderator feedback exported by :mod:`training.feedback`; see
+:func:`merge_datasets`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from training.data import Dataset, load_dataset
 from training.pipeline import dataset_path, featurize_records, label_features, register_brands
 from training.splits import is_heldout_brand, split_hash
 
-__all__ = ["TrainConfig", "get_train_config", "list_train_configs", "train", "assert_no_heldout", "main"]
+__all__ = ["TrainConfig", "get_train_config", "list_train_configs", "merge_datasets", "train", "assert_no_heldout",
+           "main"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,7 @@ class TrainConfig:
     classifier: dict[str, Any] = field(default_factory=dict)  # ClassifierConfig fields
     data: dict[str, Any] = field(default_factory=dict)  # DataConfig fields for `detector data generate`
     finetune: dict[str, Any] | None = None  # FinetuneConfig fields; None keeps the packaged towers' projections
+    extra_data: list[str] = field(default_factory=list)  # dataset folders appended by merge_datasets (not capped)
     description: str = ""
 
     @classmethod
@@ -92,6 +96,52 @@ def assert_no_heldout(records: Sequence[dict[str, Any]], brands: Sequence[dict[s
         raise ValueError(f"held-out brands in training data: {bad[:10]} ({len(bad)} in all)")
 
 
+def _absolute(dataset: Dataset, rel: str) -> str:
+    """A dataset-relative path as an absolute one (``Dataset.image_path`` keeps absolute paths as they are)."""
+    return str((dataset.root / rel).resolve())
+
+
+def merge_datasets(main: Dataset, extras: Sequence[Dataset]) -> tuple[Dataset, list[list[dict[str, Any]]]]:
+    """Append the train and val listings of ``extras`` (with their new brands and those brands' assets) to ``main``.
+
+    Splits stay per brand: a brand already in ``main`` (or an earlier extra) keeps that split and its assets, and an
+    appended listing of it follows that split, so it is dropped when that split is ``test``. Listings an extra puts
+    in ``test`` are never appended. Appended image paths are made absolute, so ``Dataset.image_path`` opens them
+    from their own folder.
+
+    Returns:
+        The merged dataset (``main``'s root and manifest) and, per extra, the listings appended from it.
+
+    Raises:
+        ValueError: An appended listing id already exists.
+    """
+    split_of = {b["slug"]: b["split"] for b in main.brands}
+    brands, assets, listings = list(main.brands), list(main.assets), list(main.listings)
+    ids = {r["listing_id"] for r in listings}
+    appended: list[list[dict[str, Any]]] = []
+    for extra in extras:
+        rows: list[dict[str, Any]] = []
+        new = [b for b in extra.brands if b["slug"] not in split_of]
+        split_of.update((b["slug"], b["split"]) for b in new)
+        brands += new
+        new_slugs = {b["slug"] for b in new}
+        assets += [{**a, "image": _absolute(extra, a["image"])} for a in extra.assets if a["brand_slug"] in new_slugs]
+        for rec in extra.listings:
+            split = split_of.get(rec.get("brand_slug"), rec["split"]) if rec["split"] != "test" else "test"
+            if split == "test":
+                continue
+            if rec["listing_id"] in ids:
+                raise ValueError(f"listing {rec['listing_id']!r} of {extra.root} is already in the training data")
+            ids.add(rec["listing_id"])
+            rows.append({**rec, "split": split, "images": [_absolute(extra, p) for p in rec.get("images", [])]})
+        log.info("appending %d listings and %d brands of %s (%d listings left out: test split or test brand)",
+                 len(rows), len(new), extra.root, len(extra.listings) - len(rows))
+        appended.append(rows)
+        listings += rows
+    merged = dataclasses.replace(main, brands=brands, assets=assets, listings=listings)
+    return merged, appended
+
+
 def _half(group: str, seed: int) -> int:
     return int(hashlib.sha1(f"{seed}:{group}".encode()).hexdigest(), 16) % 2
 
@@ -119,6 +169,10 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
         if config.max_listings is not None and len(recs) > config.max_listings:
             recs = [recs[i] for i in sorted(rng.choice(len(recs), config.max_listings, replace=False))]
         records[split] = recs
+    extras = [load_dataset(dataset_path(p)) for p in config.extra_data]
+    dataset, appended = merge_datasets(dataset, extras)
+    for split in records:  # appended after the cap: every extra listing (e.g. a moderator's verdict) is used
+        records[split] += [r for rows in appended for r in rows if r["split"] == split]
     train_brands = [b for b in dataset.brands if b["split"] in ("train", "val")]
     assert_no_heldout(records["train"] + records["val"], train_brands)
 
@@ -170,6 +224,9 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
             "split_hashes": {s: split_hash(records[s]) for s in records},
             "n_listings": {s: len(records[s]) for s in records},
             "n_brands_registered": len(slug_to_id),
+            "extra_data": [{"path": str(e.root.resolve()), "generator": e.manifest.get("generator"),
+                            "n_listings": {s: sum(r["split"] == s for r in rows) for s in records}}
+                           for e, rows in zip(extras, appended)],
             "heldout_rule": "int(sha1(slug).hexdigest(), 16) % 10 == 0 brands excluded from training and tuning",
         },
         "metrics": {"val": val_metrics},
@@ -184,16 +241,20 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m training.train --config NAME --data DIR --out DIR``."""
+    """``python -m training.train --config NAME --data DIR --out DIR [--extra-data DIR ...]``."""
     parser = argparse.ArgumentParser(prog="training.train", description=__doc__)
     parser.add_argument("--config", default="quick", help=f"train config name or JSON file ({list_train_configs()})")
     parser.add_argument("--data", required=True, help="dataset folder (see docs/data_format.md)")
     parser.add_argument("--out", required=True, help="run folder; the model lands in OUT/model")
+    parser.add_argument("--extra-data", action="append", default=[], metavar="DIR",
+                        help="dataset folder whose train/val listings are appended (repeatable), e.g. feedback")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--register", action="store_true", help="also add the model to the BentoML model store")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    model_dir = train(get_train_config(args.config), args.data, args.out, progress=not args.no_progress)
+    config = get_train_config(args.config)
+    config.extra_data = [*config.extra_data, *args.extra_data]
+    model_dir = train(config, args.data, args.out, progress=not args.no_progress)
     out = {"model_dir": str(model_dir), "metrics": json.loads((model_dir / "model.json").read_text())["metrics"]}
     if args.register:
         from detector.bundle import register_bento_model

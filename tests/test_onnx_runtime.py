@@ -1,0 +1,125 @@
+"""ONNX Runtime image tower: export matches torch on real photos, sidecars are checked, exports are cached."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sklearn.datasets
+from PIL import Image
+
+from detector.embedder import Embedder, create_embedder
+from detector.onnx_runtime import (
+    OnnxImageTower,
+    export_image_tower,
+    export_image_tower_cached,
+    read_sidecar,
+    sidecar_path,
+)
+from training.render import compose_listing_photo, get_icon, render_logo
+
+SAMPLE_IMAGES = Path(sklearn.datasets.__file__).parent / "images"
+TOLERANCE = 2e-3  # max abs difference per embedding component (fp32 torch vs fp32 ONNX Runtime kernels)
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[Image.Image]:
+    """Two real photos (sklearn samples) and a rendered listing photo with a real logo."""
+    logo_photo = compose_listing_photo(render_logo(get_icon("adidas"), 160), np.random.default_rng(3), product="tshirt")
+    return [Image.open(SAMPLE_IMAGES / "china.jpg"), Image.open(SAMPLE_IMAGES / "flower.jpg"), logo_photo]
+
+
+@pytest.fixture(scope="module")
+def exported(embedder, tmp_path_factory) -> Path:
+    """The default embedder's image tower, exported once for this module."""
+    return export_image_tower(embedder, tmp_path_factory.mktemp("onnx") / "tower.onnx")
+
+
+def _onnx_twin(embedder: Embedder, path: Path) -> Embedder:
+    """An embedder sharing the session fixture's model but running its image tower with ONNX Runtime."""
+    twin = Embedder(embedder.model, embedder.preprocess, embedder.tokenizer, embedder.config, version=embedder.version)
+    twin.use_onnx(path)
+    return twin
+
+
+def test_sidecar_describes_the_export(embedder, exported):
+    meta = read_sidecar(exported)
+    assert meta["model_id"] == embedder.model_id == "effnet-lite0-minilm@base"
+    assert (meta["image_size"], meta["regions"], meta["dim"]) == (320, len(embedder.boxes), 512)
+    assert meta["opset"] == 17 and meta["library_versions"]["torch"].startswith("2.14")
+    assert "onnxruntime" in meta["library_versions"]
+
+
+@pytest.mark.parametrize("n_photos", [1, 3])
+def test_onnx_regions_match_torch(embedder, exported, photos, n_photos):
+    batch = photos[-n_photos:]  # batch of 1 is the logo photo
+    reference = embedder.embed_image_regions(batch)
+    twin = _onnx_twin(embedder, exported)
+    got = twin.embed_image_regions(batch)
+    assert got.shape == reference.shape == (n_photos, len(embedder.boxes), 512)
+    assert np.abs(got - reference).max() < TOLERANCE
+    np.testing.assert_allclose(np.linalg.norm(got, axis=-1), 1.0, atol=1e-5)
+    whole = twin.embed_images(batch)
+    assert np.abs(whole - embedder.embed_images(batch)).max() < TOLERANCE
+    np.testing.assert_array_equal(whole, got[:, 0])  # whole-photo vector is region 0, as with torch
+
+
+def test_tower_refuses_wrong_input_size(embedder, exported):
+    tower = OnnxImageTower(exported, embedder.model_id, num_threads=1)
+    assert tower(np.zeros((2, 3, 320, 320), np.float32)).shape == (2, len(embedder.boxes), 512)
+    with pytest.raises(ValueError, match="expected a batch of shape"):
+        tower(np.zeros((1, 3, 224, 224), np.float32))
+
+
+def test_sidecar_mismatch_is_refused(embedder, exported, tmp_path):
+    with pytest.raises(ValueError, match="was exported from embedder"):
+        OnnxImageTower(exported, "effnet-lite0-minilm@0123456789ab")
+
+    other = tmp_path / "other.onnx"
+    shutil.copy(exported, other)
+    meta = read_sidecar(exported)
+    sidecar_path(other).write_text(json.dumps({**meta, "model_id": "effnet-lite0-minilm@0123456789ab"}))
+    with pytest.raises(ValueError, match="was exported from embedder"):
+        _onnx_twin(embedder, other)
+
+    sidecar_path(other).write_text(json.dumps({**meta, "image_size": 224}))  # same model id, other shapes
+    with pytest.raises(ValueError, match="does not match embedder"):
+        _onnx_twin(embedder, other)
+
+    sidecar_path(other).write_text(json.dumps(meta))
+    with other.open("ab") as f:  # bytes changed after export
+        f.write(b"\0")
+    with pytest.raises(ValueError, match="does not match its sidecar"):
+        _onnx_twin(embedder, other)
+
+    sidecar_path(other).unlink()
+    with pytest.raises(FileNotFoundError, match="no sidecar"):
+        _onnx_twin(embedder, other)
+
+
+def test_create_embedder_reuses_the_cached_export(embedder, photos, tmp_path):
+    first = create_embedder(runtime="onnx", onnx_cache_dir=tmp_path)
+    path = first.image_runtime.path
+    assert path.parent == tmp_path and read_sidecar(path)["model_id"] == first.model_id
+    stamp = (path.stat().st_mtime_ns, sidecar_path(path).stat().st_mtime_ns)
+    second = create_embedder(runtime="onnx", onnx_cache_dir=tmp_path)
+    assert second.image_runtime.path == path
+    assert (path.stat().st_mtime_ns, sidecar_path(path).stat().st_mtime_ns) == stamp  # not exported again
+    assert {p.name for p in tmp_path.iterdir()} == {"effnet-lite0-minilm@base.onnx", "effnet-lite0-minilm@base.json"}
+    got = second.embed_image_regions(photos[:1])
+    assert np.abs(got - embedder.embed_image_regions(photos[:1])).max() < TOLERANCE
+
+    stale = read_sidecar(path)  # a cached file left by another embedder under this name is exported again
+    sidecar_path(path).write_text(json.dumps({**stale, "model_id": "effnet-lite0-minilm@0123456789ab"}))
+    assert export_image_tower_cached(second, tmp_path) == path
+    assert read_sidecar(path)["model_id"] == second.model_id
+    assert path.stat().st_mtime_ns > stamp[0]
+
+
+def test_torch_stays_the_default_and_unknown_runtime_is_refused(embedder):
+    assert embedder.image_runtime is None
+    with pytest.raises(ValueError, match="known: torch, onnx"):
+        create_embedder(runtime="tensorrt")
