@@ -227,7 +227,7 @@ def finetune(config: FinetuneConfig, embedder_config: str = "effnet-lite0-minilm
                 opt.step()
                 sched.step()
                 bar.advance(task)
-            history.append({"epoch": epoch, "loss": round(float(loss), 4), "loss_ref": round(float(loss_ref), 4),
+            history.append({"epoch": epoch, "loss": round(loss.item(), 4), "loss_ref": round(loss_ref.item(), 4),
                             "temperature": round(float(1.0 / logit_scale.exp()), 4)})
             log.info("epoch %d %s", epoch, history[-1])
     head.eval()
