@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from detector.bundle import save_model_dir
+from detector.dataclass_config import build_config
 from detector.embedder import create_embedder, get_model_config
 from detector.features import FeatureConfig, Featurizer, brand_infos
 from detector.policy import get_policy
@@ -61,11 +62,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown train config fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return build_config(cls, d, "train config")
 
 
 def list_train_configs() -> list[str]:
