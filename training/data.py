@@ -51,6 +51,7 @@ __all__ = [
     "DataConfig",
     "Dataset",
     "generate_dataset",
+    "prepare_dataset_dir",
     "load_dataset",
     "main",
 ]
@@ -897,6 +898,17 @@ def _manifest(plan: _Plan, config: DataConfig) -> dict[str, Any]:
 _OUTPUT_FILES = ("brands.jsonl", "assets.jsonl", "listings.jsonl", "manifest.json")
 
 
+def prepare_dataset_dir(root: Path, overwrite: bool) -> None:
+    """Create a dataset folder, or clear the dataset already in it when ``overwrite`` (else FileExistsError)."""
+    if (root / "manifest.json").exists():
+        if not overwrite:
+            raise FileExistsError(f"{root} already holds a dataset; pass overwrite=True to replace it")
+        shutil.rmtree(root / "images", ignore_errors=True)
+        for name in _OUTPUT_FILES:
+            (root / name).unlink(missing_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+
+
 def generate_dataset(
     out_dir: str | Path,
     config: DataConfig | None = None,
@@ -921,13 +933,7 @@ def generate_dataset(
     """
     config = config or DataConfig()
     root = Path(out_dir)
-    if (root / "manifest.json").exists():
-        if not overwrite:
-            raise FileExistsError(f"{root} already holds a dataset; pass overwrite=True to replace it")
-        shutil.rmtree(root / "images", ignore_errors=True)
-        for name in _OUTPUT_FILES:
-            (root / name).unlink(missing_ok=True)
-    root.mkdir(parents=True, exist_ok=True)
+    prepare_dataset_dir(root, overwrite)
 
     t0 = time.perf_counter()
     plan = _make_plan(config)

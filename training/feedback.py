@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -38,7 +37,7 @@ from sqlalchemy.engine import make_url
 
 from indexes.listing_images import ListingImageStore
 from indexes.registry import Registry, ScoredListingRow, normalize_name
-from training.data import FORMAT_VERSION, LABELS
+from training.data import FORMAT_VERSION, LABELS, prepare_dataset_dir
 from training.splits import SPLITS, is_heldout_brand, split_hash
 
 __all__ = ["brand_slug", "export_feedback_dataset", "main"]
@@ -48,7 +47,6 @@ log = logging.getLogger(__name__)
 # simple-icons' titleToSlug: these characters are spelt out or folded before everything but [a-z0-9] is dropped.
 _SLUG_REPLACEMENTS = {"+": "plus", ".": "dot", "&": "and", "đ": "d", "ħ": "h", "ı": "i", "ĸ": "k", "ŀ": "l",
                       "ł": "l", "ß": "ss", "ŧ": "t", "ø": "o"}
-_OUTPUT_FILES = ("brands.jsonl", "assets.jsonl", "listings.jsonl", "manifest.json")
 _ASSET_CHUNK = 200  # asset images read from the registry per query (bounds memory on large registries)
 
 
@@ -129,12 +127,7 @@ def _parse_since(since: datetime | str | None) -> datetime | None:
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
-    if (out / "manifest.json").exists():
-        if not overwrite:
-            raise FileExistsError(f"{out} already holds a dataset; pass overwrite=True to replace it")
-        shutil.rmtree(out / "images", ignore_errors=True)
-        for name in _OUTPUT_FILES:
-            (out / name).unlink(missing_ok=True)
+    prepare_dataset_dir(out, overwrite)
     (out / "images" / "listings").mkdir(parents=True, exist_ok=True)
     (out / "images" / "assets").mkdir(parents=True, exist_ok=True)
 
