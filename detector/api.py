@@ -291,6 +291,8 @@ class EvidenceOut(BaseModel):
     image_index: int | None = Field(None, description="Which of the listing's photos matched")
     box: list[float] | None = Field(None, description="Matched region as [x0, y0, x1, y1] fractions of the photo")
     text: str | None = None
+    margin: float | None = Field(None, description="known_fake: similarity minus that photo's next known fake's "
+                                 "(a re-used photo stands out)")
 
 
 class ScoreResponse(BaseModel):

@@ -30,7 +30,7 @@ from detector.embedder import Embedder, create_embedder
 from detector.features import FeatureConfig
 from detector.policy import PolicyConfig
 
-__all__ = ["ModelBundle", "load_model", "save_model_dir", "register_bento_model", "library_versions",
+__all__ = ["ModelBundle", "load_model", "load_embedder_weights", "save_model_dir", "register_bento_model", "library_versions",
            "DEFAULT_MODEL_DIR", "BENTO_MODEL_NAME"]
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,28 @@ def resolve_model_path(ref: str | Path | None) -> Path:
     raise FileNotFoundError(f"model {ref!r} not found")
 
 
+def _read_meta(path: Path) -> dict[str, Any]:
+    meta = json.loads((path / "model.json").read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: model format {meta.get('format_version')} not supported (want {FORMAT_VERSION})")
+    return meta
+
+
+def load_embedder_weights(ref: str | Path | None = "default") -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+    """A model's embedder config and trained weights delta (None when it uses the packaged towers as they are).
+
+    Lets a training run reuse a fine-tuned embedder and retrain only the classifier and policy.
+    """
+    path = resolve_model_path(ref)
+    meta = _read_meta(path)
+    weights = path / "weights.safetensors"
+    if not weights.is_file():
+        return meta["embedder_config"], None
+    from safetensors.torch import load_file
+
+    return meta["embedder_config"], {k: v.to(torch.float32) for k, v in load_file(weights).items()}
+
+
 def load_model(ref: str | Path | None = "default", num_threads: int | None = None) -> ModelBundle:
     """Load a model directory (see module docstring) and build its embedder.
 
@@ -94,16 +116,9 @@ def load_model(ref: str | Path | None = "default", num_threads: int | None = Non
         ValueError: the sidecar's format is not understood.
     """
     path = resolve_model_path(ref)
-    meta = json.loads((path / "model.json").read_text())
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: model format {meta.get('format_version')} not supported (want {FORMAT_VERSION})")
-    delta = None
-    weights = path / "weights.safetensors"
-    if weights.is_file():
-        from safetensors.torch import load_file
-
-        delta = {k: v.to(torch.float32) for k, v in load_file(weights).items()}
-    embedder = create_embedder(meta["embedder_config"], weights_delta=delta, num_threads=num_threads,
+    meta = _read_meta(path)
+    embedder_config, delta = load_embedder_weights(path)
+    embedder = create_embedder(embedder_config, weights_delta=delta, num_threads=num_threads,
                                runtime=os.environ.get("DETECTOR_IMAGE_RUNTIME", "torch"))  # "onnx": exported once
     classifier = RiskClassifier.load(path)
     policy = PolicyConfig.from_dict(json.loads((path / "policy.json").read_text()))

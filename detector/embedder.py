@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 from detector.dataclass_config import build_config
 from detector.vectors import l2_normalize
@@ -46,6 +46,8 @@ __all__ = [
     "create_embedder",
     "load_efficientnet_pytorch_weights",
     "region_boxes",
+    "fingerprint_regions",
+    "TappedBlocks",
 ]
 
 log = logging.getLogger(__name__)
@@ -297,8 +299,23 @@ def region_boxes(grid: int, regions: RegionConfig) -> np.ndarray:
     return np.asarray(boxes, dtype=np.float32)
 
 
+def fingerprint_regions(grid: int, regions: RegionConfig) -> int:
+    """How many leading regions make up a photo's fingerprint: the whole photo plus the windows of the second size.
+
+    The coarse layout (what is where) tells a re-used photo apart from another photo of the same product, which the
+    whole-photo vector alone does not: it is dominated by the product and the brand, not by the exact picture.
+    """
+    sizes = regions.window_fractions[:2]
+    return len(region_boxes(grid, dataclasses.replace(regions, window_fractions=sizes)))
+
+
 class Embedder:
-    """Embeds images (globally and per region) and texts into one L2-normalised space."""
+    """Embeds images (globally and per region) and texts into one L2-normalised space.
+
+    Besides the shared space, photos get a *fingerprint* (:meth:`embed_fingerprints`) for near-duplicate search
+    (re-uploaded known fakes): the concatenated embeddings of the whole photo and its coarse windows, averaged with
+    those of the mirrored photo so a flipped re-upload matches too.
+    """
 
     def __init__(
         self,
@@ -362,6 +379,29 @@ class Embedder:
     def boxes(self) -> np.ndarray:
         """Region boxes in the order of ``embed_image_regions`` (box 0 is the whole photo)."""
         return region_boxes(self.region_grid, self.config.regions)
+
+    @cached_property
+    def fingerprint_dim(self) -> int:
+        """Length of :meth:`embed_fingerprints` vectors."""
+        return fingerprint_regions(self.region_grid, self.config.regions) * self.dim
+
+    def fingerprints_from_regions(self, regions: np.ndarray) -> np.ndarray:
+        """Fingerprints ``(N, fingerprint_dim)`` of photos from their :meth:`embed_image_regions` output (no mirror)."""
+        n = fingerprint_regions(self.region_grid, self.config.regions)
+        return l2_normalize(np.ascontiguousarray(regions[:, :n]).reshape(len(regions), -1))
+
+    def embed_fingerprints(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Flip-tolerant fingerprints ``(N, fingerprint_dim)`` for the known-fake index (two passes per image).
+
+        The stored fingerprint averages the photo's and its mirror's, so a query fingerprint (one pass, from
+        :meth:`fingerprints_from_regions`) matches the photo re-uploaded either way round.
+        """
+        if not images:
+            return np.zeros((0, self.fingerprint_dim), np.float32)
+        rgb = [im.convert("RGB") for im in images]
+        direct = self.fingerprints_from_regions(self.embed_image_regions(rgb))
+        mirrored = self.fingerprints_from_regions(self.embed_image_regions([ImageOps.mirror(im) for im in rgb]))
+        return l2_normalize(direct + mirrored)
 
     def _batches(self, items: Sequence[Any]):
         for i in range(0, len(items), self.batch_size):

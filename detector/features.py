@@ -42,8 +42,10 @@ CANDIDATE_FEATURES = (
     "img_sim",  # best region-to-authentic-asset cosine for this brand
     "img_margin",  # img_sim minus the best other brand's img_sim
     "img_top1",  # 1 when this brand is the image top-1
-    "fake_sim",  # best photo-to-known-fake cosine for this brand
+    "fake_sim",  # photo-to-known-fake fingerprint cosine of this brand's most distinctive known-fake hit
+    "fake_margin",  # how far that hit stands out from the photo's next known fake (a re-used photo stands out)
     "title_score",  # obfuscation-robust fuzzy match of the brand in the title (0..1)
+    "title_top1",  # 1 when the text matcher ranks this brand first in the title (a name inside a longer one is not)
     "title_obfuscated",  # the title spells the brand in a disguised way
     "title_compat",  # the brand is mentioned as "for X" / "compatible with X"
     "desc_score",  # fuzzy match in the description
@@ -56,6 +58,7 @@ RISK_FEATURES = (
     "brand_conf",
     *CANDIDATE_FEATURES,
     "fake_sim_any",  # best known-fake similarity of any brand: a re-uploaded fake photo
+    "fake_margin_any",  # best known-fake margin of any brand
     "replica_terms",  # count of replica wording terms in title + description
     "ocr_replica_terms",  # count of replica wording terms read in the photos
     "price_log_ratio",  # log(price / brand floor), 0 when unknown
@@ -112,7 +115,8 @@ class Match:
     brand_id: int
     kind: str  # "authentic" or "known_fake" (an asset), or "brand_name" (a registered name or alias)
     modality: str  # "image" or "text"
-    similarity: float  # cosine for embeddings, fuzzy-match score for names
+    similarity: float  # cosine for embeddings and fingerprints, fuzzy-match score for names
+    margin: float | None = None  # known fakes: similarity minus the photo's next known fake's (distinctiveness)
     image_index: int | None = None  # which listing photo
     box: tuple[float, float, float, float] | None = None  # matched region of that photo (fractions)
     text: str | None = None
@@ -214,7 +218,7 @@ class Featurizer:
         per_listing_fake: list[dict[int, tuple[float, Match]]] = [dict() for _ in listings]
         if regions is not None:
             self._image_evidence(regions, owner, local, per_listing_img)
-            self._fake_evidence(regions[:, 0], owner, local, per_listing_fake)
+            self._fake_evidence(self.embedder.fingerprints_from_regions(regions), owner, local, per_listing_fake)
         text_hits = self._text_evidence(title_vecs)
         t_search = time.perf_counter()
 
@@ -247,10 +251,25 @@ class Featurizer:
             acc[listing][brand] = (sim, Match(asset_id, brand, "authentic", "image", sim, image_index=local[photo],
                                               box=tuple(float(v) for v in boxes[region])))
 
-    def _fake_evidence(self, whole: np.ndarray, owner: list[int], local: list[int], acc: list[dict]) -> None:
-        sims, ids = self.catalog.search_images(whole, "known_fake", self.config.fake_k)
-        for listing, brand, sim, asset_id, row in self._best_per_brand(sims, ids, 1, owner):
-            acc[listing][brand] = (sim, Match(asset_id, brand, "known_fake", "image", sim, image_index=local[row]))
+    def _fake_evidence(self, fingerprints: np.ndarray, owner: list[int], local: list[int], acc: list[dict]) -> None:
+        """Per listing and brand, the known fake that stands out most from each photo's other known-fake hits.
+
+        Whole-photo similarity alone cannot tell a re-used photo from another photo of the same product on a
+        similar background (both score high); a re-used photo's own known fake stands clear of the next hit.
+        """
+        sims, ids = self.catalog.search_images(fingerprints, "known_fake", self.config.fake_k)
+        brands = self.catalog.lookup_asset_brands(ids)
+        for row in range(ids.shape[0]):
+            valid = np.flatnonzero((ids[row] >= 0) & (brands[row] >= 0))
+            for j in valid:
+                others = [sims[row, v] for v in valid if v != j]
+                sim = float(sims[row, j])
+                margin = sim - float(max(others)) if others else 0.0  # alone in the index: nothing to stand out from
+                listing, brand = owner[row], int(brands[row, j])
+                held = acc[listing].get(brand)
+                if held is None or (margin, sim) > (held[1].margin, held[0]):
+                    acc[listing][brand] = (sim, Match(int(ids[row, j]), brand, "known_fake", "image", sim,
+                                                      margin=margin, image_index=local[row]))
 
     def _best_per_brand(self, sims: np.ndarray, ids: np.ndarray, rows_per_photo: int, owner: list[int]):
         """For search results ``(rows, k)``, yield the best hit per (listing, brand): listing, brand, sim, id, row."""
@@ -292,6 +311,7 @@ class Featurizer:
     ) -> ListingFeatures:
         cfg = self.config
         title_matches = {m.brand_id: m for m in self.matcher.match(lst.title, top_k=3)} if lst.title else {}
+        title_first = next(iter(title_matches), None)  # the matcher's ranking, best first
         desc_matches = {m.brand_id: m for m in self.matcher.match(lst.description, top_k=2)} if lst.description else {}
         ocr_matches = {m.brand_id: m for m in self.matcher.match(ocr_text, top_k=2)} if ocr_text else {}
 
@@ -299,7 +319,7 @@ class Featurizer:
         floor = ranked_img[-1][1][0] if ranked_img else 0.0  # an unseen brand is at most as close as the k-th hit
         names = []
         names += [b for b, _ in ranked_img[:3]]
-        names += [b for b, _ in sorted(fake.items(), key=lambda kv: -kv[1][0])[:2]]
+        names += [b for b, _ in sorted(fake.items(), key=lambda kv: (-kv[1][1].margin, -kv[1][0]))[:2]]
         for matches in (title_matches, desc_matches, ocr_matches):
             names += [b for b, m in matches.items() if m.score >= cfg.fuzzy_cutoff]
         names += [b for b, _ in sorted(text_emb.items(), key=lambda kv: -kv[1])[:2]]
@@ -309,6 +329,7 @@ class Featurizer:
         ocr_replica = replica_terms(ocr_text) if ocr_text else []
         context = {
             "fake_sim_any": max((v[0] for v in fake.values()), default=0.0),
+            "fake_margin_any": max((v[1].margin for v in fake.values()), default=0.0),
             "replica_terms": float(len(replica)),
             "ocr_replica_terms": float(len(ocr_replica)),
             "n_images": float(len(lst.images)),
@@ -326,7 +347,9 @@ class Featurizer:
                 "img_margin": img_sim - other,
                 "img_top1": float(bool(ranked_img) and ranked_img[0][0] == b),
                 "fake_sim": fake[b][0] if b in fake else 0.0,
+                "fake_margin": fake[b][1].margin if b in fake else 0.0,
                 "title_score": tm.score if tm else 0.0,
+                "title_top1": float(tm is not None and b == title_first),
                 "title_obfuscated": float(bool(tm and tm.obfuscated)),
                 "title_compat": float(bool(tm and mention_context(lst.title, tm.span))),
                 "desc_score": desc_matches[b].score if b in desc_matches else 0.0,

@@ -36,6 +36,7 @@ class EvidenceItem:
     image_index: int | None = None
     box: list[float] | None = None
     text: str | None = None
+    margin: float | None = None  # known fakes: how far the match stands out from the photo's next known fake
 
 
 @dataclass
@@ -64,9 +65,10 @@ class Scorer:
     """
 
     def __init__(self, bundle: ModelBundle, catalog: Any, ocr: OcrReader | None = None, max_evidence: int = 10,
-                 known_fake_report_similarity: float = 0.8) -> None:
+                 known_fake_report_margin: float = 0.1) -> None:
         self.bundle = bundle
-        self.known_fake_report_similarity = known_fake_report_similarity  # always report known fakes this close
+        # Always report a known fake that stands out this much (a re-used photo), whatever its brand.
+        self.known_fake_report_margin = known_fake_report_margin
         self.catalog = catalog
         self.max_evidence = max_evidence
         self._lock = threading.RLock()
@@ -107,7 +109,7 @@ class Scorer:
         return results
 
     def _close_fake(self, m: Any) -> bool:
-        return m.kind == "known_fake" and m.similarity >= self.known_fake_report_similarity
+        return m.kind == "known_fake" and (m.margin or 0.0) >= self.known_fake_report_margin
 
     def _result(self, lst: Listing, lf: ListingFeatures, risk: float, index_version: int, classify_s: float) -> ScoreResult:
         policy = self.bundle.policy
@@ -123,7 +125,8 @@ class Scorer:
         candidates = {c.brand_id for c in lf.candidates}
         evidence = [
             EvidenceItem(m.asset_id, m.brand_id, m.kind, m.modality, round(m.similarity, 4), m.image_index,
-                         list(m.box) if m.box else None, m.text)
+                         list(m.box) if m.box else None, m.text,
+                         round(m.margin, 4) if m.margin is not None else None)
             for m in lf.evidence
             if m.brand_id in brands and (m.brand_id in candidates or self._close_fake(m))
         ]
@@ -136,6 +139,7 @@ class Scorer:
             "image_brand_similarity": round(feats.get("img_sim", 0.0), 4),
             "image_brand_margin": round(feats.get("img_margin", 0.0), 4),
             "known_fake_similarity": round(lf.context["fake_sim_any"], 4),
+            "known_fake_margin": round(lf.context["fake_margin_any"], 4),
             "title_brand_score": round(feats.get("title_score", 0.0), 4),
             "title_obfuscated": bool(feats.get("title_obfuscated")),
             "title_compatibility_mention": bool(feats.get("title_compat")),

@@ -686,7 +686,8 @@ class BrandTextMatcher:
 
         Returns:
             At most ``top_k`` matches, one per brand, best first: a match inside the span of another brand's exact
-            match ranks after it ("Apple" inside "Apple Music"), then by score, then longer names first. Exact matches
+            match ranks after it ("Apple" inside "Apple Music"), then by score, then disguised spellings (homoglyphs,
+            leetspeak, spacing) before plain ones, then longer names first. Exact matches
             score 1.0, typo matches ``fuzz.ratio / 100`` (at least ``fuzzy_min_ratio``).
         """
         if top_k < 1:
@@ -810,10 +811,11 @@ class BrandTextMatcher:
 
         hits_kept = [h for _, h, _ in best.values()]
 
-        def order(item: tuple[tuple[float, bool, int, int], _Hit, TextMatch]) -> tuple[bool, float, int, int]:
-            (score, _, key_len, neg_start), hit, _ = item
+        def order(item: tuple[tuple[float, bool, int, int], _Hit, TextMatch]) -> tuple[bool, float, bool, int, int]:
+            (score, _, key_len, neg_start), hit, match = item
             inside = any(contains(other, hit) for other in hits_kept if other is not hit)
-            return (not inside, score, key_len, neg_start)
+            # Between equal scores a disguised spelling wins: "IOТА ... Sneakers Black" names IOTA, on purpose.
+            return (not inside, score, match.obfuscated, key_len, neg_start)
 
         ranked = sorted(best.values(), key=order, reverse=True)
         return [m for _, _, m in ranked[:top_k]]

@@ -72,9 +72,14 @@ class EmbedderLike(Protocol):
 
     model_id: str  # identifies weights + config; an index built by another model_id is refused
     dim: int
+    fingerprint_dim: int  # length of the near-duplicate fingerprints in the known-fake index
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """(N, dim) float32, L2-normalised."""
+        ...
+
+    def embed_fingerprints(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(N, fingerprint_dim) float32, L2-normalised near-duplicate fingerprints (known fakes)."""
         ...
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -166,6 +171,9 @@ class _Draft:
 
     def replace(self, name: str, index: VectorIndex) -> None:
         self.indexes[name] = index
+
+
+FINGERPRINT_INDEX = "image_known_fake"  # holds fingerprints (near-duplicate search), not shared-space vectors
 
 
 def _image_index(kind: str) -> str:
@@ -322,11 +330,19 @@ class Catalog:
         return not self.registry.map_text_brands() and not self.registry.map_asset_brands()
 
     def _empty_state(self, version: int) -> _State:
-        indexes = {name: self._new_index() for name in INDEX_NAMES}
+        indexes = {name: self._new_index(name) for name in INDEX_NAMES}
         return _State(version, indexes, {}, {}, {})
 
-    def _new_index(self) -> VectorIndex:
-        return VectorIndex(int(self.embedder.dim), self.index_factory, nprobe=self.nprobe)
+    def _dim(self, name: str) -> int:
+        """Vector length of one index."""
+        return int(self.embedder.fingerprint_dim if name == FINGERPRINT_INDEX else self.embedder.dim)
+
+    def _vector_key(self, name: str) -> str:
+        """Key of an index's cached vectors in the registry (fingerprints are cached apart from embeddings)."""
+        return f"{self.embedder.model_id}#fingerprint" if name == FINGERPRINT_INDEX else self.embedder.model_id
+
+    def _new_index(self, name: str) -> VectorIndex:
+        return VectorIndex(self._dim(name), self.index_factory, nprobe=self.nprobe)
 
     # ------------------------------------------------------------------------------------------------ verification
     def _read_members(self, session: Session | None = None) -> tuple[int, dict[str, dict[int, int]]]:
@@ -426,8 +442,8 @@ class Catalog:
             return None
         if index.file_sha256 != entry.get("sha256"):
             problems.append(f"{name}: {path} changed since the manifest was written (sha256 differs)")
-        if index.dim != int(self.embedder.dim):
-            problems.append(f"{name}: index dim {index.dim} != embedder dim {self.embedder.dim}")
+        if index.dim != self._dim(name):
+            problems.append(f"{name}: index dim {index.dim} != the embedder's {self._dim(name)}")
         ids = index.ids()
         if index.ntotal != entry.get("ntotal") or index.ids_sha256() != entry.get("ids_sha256"):
             problems.append(f"{name}: ids in {path} differ from those the manifest recorded")
@@ -535,9 +551,9 @@ class Catalog:
             return result, version
 
     # ------------------------------------------------------------------------------------------------ embedding
-    def _checked(self, vectors: np.ndarray, n: int, what: str) -> np.ndarray:
+    def _checked(self, vectors: np.ndarray, n: int, what: str, dim: int | None = None) -> np.ndarray:
         x = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
-        dim = int(self.embedder.dim)
+        dim = int(self.embedder.dim) if dim is None else dim
         if x.shape != (n, dim):
             raise CatalogError(f"embedder returned {what} vectors of shape {x.shape}, expected {(n, dim)}")
         if not np.isfinite(x).all():
@@ -550,9 +566,13 @@ class Catalog:
             )
         return x
 
-    def _embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+    def _embed_images(self, images: Sequence[Image.Image], name: str = "image_authentic") -> np.ndarray:
+        """Vectors for one image index: embeddings, or fingerprints for the known-fake index."""
+        dim = self._dim(name)
         if not images:
-            return np.zeros((0, int(self.embedder.dim)), np.float32)
+            return np.zeros((0, dim), np.float32)
+        if name == FINGERPRINT_INDEX:
+            return self._checked(self.embedder.embed_fingerprints(list(images)), len(images), "fingerprint", dim)
         return self._checked(self.embedder.embed_images(list(images)), len(images), "image")
 
     def _embed_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -654,11 +674,11 @@ class Catalog:
         """
         name = _image_index(kind)
         rgb, prepared = self._prepare(image)
-        vector = self._embed_images([rgb])  # outside the lock: the slow part of a single add
+        vector = self._embed_images([rgb], name)  # outside the lock: the slow part of a single add
 
         def mutate(session: Session, draft: _Draft) -> int:
             asset = self.registry.add_asset(brand_id, kind, prepared, title, source, session=session)
-            self.registry.store_vectors("asset", {asset.id: vector[0]}, self.embedder.model_id, session=session)
+            self.registry.store_vectors("asset", {asset.id: vector[0]}, self._vector_key(name), session=session)
             draft.index(name).add(np.asarray([asset.id], dtype=np.int64), vector)
             draft.asset_brands[asset.id] = brand_id
             self._index_texts(session, draft, self.registry.list_text_entries(asset_id=asset.id, session=session))
@@ -696,7 +716,12 @@ class Catalog:
             for start in range(0, total, self.batch_size):
                 batch = items[start : start + self.batch_size]
                 prepared = [self._prepare(item.image, f"item {start + i} image") for i, item in enumerate(batch)]
-                vectors = self._embed_images([rgb for rgb, _ in prepared])
+                masks = {kind: np.asarray([item.kind == kind for item in batch]) for kind in ASSET_KINDS}
+                vectors = {  # per kind: embeddings (authentic) or fingerprints (known fakes)
+                    kind: self._embed_images([rgb for (rgb, _), m in zip(prepared, mask) if m], _image_index(kind))
+                    for kind, mask in masks.items()
+                    if mask.any()
+                }
                 stored = [p for _, p in prepared]
                 del prepared  # only the PNG bytes stay in flight, not decoded pixels
                 batch_ids = []
@@ -712,13 +737,13 @@ class Catalog:
                     batch_ids.append(asset.id)
                     draft.asset_brands[asset.id] = item.brand_id
                 ids = np.asarray(batch_ids, dtype=np.int64)
-                self.registry.store_vectors(
-                    "asset", dict(zip(batch_ids, vectors, strict=True)), self.embedder.model_id, session=session
-                )
-                for kind in ASSET_KINDS:
-                    mask = np.asarray([item.kind == kind for item in batch])
-                    if mask.any():
-                        draft.index(_image_index(kind)).add(ids[mask], vectors[mask])
+                for kind, kind_vectors in vectors.items():
+                    name, kind_ids = _image_index(kind), ids[masks[kind]]
+                    self.registry.store_vectors(
+                        "asset", dict(zip(kind_ids.tolist(), kind_vectors, strict=True)), self._vector_key(name),
+                        session=session,
+                    )
+                    draft.index(name).add(kind_ids, kind_vectors)
                 titles = [e for a in batch_ids for e in self.registry.list_text_entries(asset_id=a, session=session)]
                 self._index_texts(session, draft, titles)
                 asset_ids.extend(batch_ids)
@@ -810,7 +835,7 @@ class Catalog:
             for name in INDEX_NAMES:
                 ids = sorted(members[name])
                 owner = "text" if name == "text" else "asset"
-                vectors = self.registry.load_vectors(owner, ids, self.embedder.model_id)
+                vectors = self.registry.load_vectors(owner, ids, self._vector_key(name))
                 done += len(vectors)
                 if progress is not None:
                     progress(done, total)
@@ -820,17 +845,17 @@ class Catalog:
                 )
                 for start in range(0, len(missing), self.batch_size):
                     chunk = missing[start : start + self.batch_size]
-                    fresh = self._embed_stored(owner, chunk)
-                    self.registry.store_vectors(owner, fresh, self.embedder.model_id)  # commits: a crash keeps work
+                    fresh = self._embed_stored(name, chunk)
+                    self.registry.store_vectors(owner, fresh, self._vector_key(name))  # commits: a crash keeps work
                     vectors.update(fresh)
                     done += len(chunk)
                     if progress is not None:
                         progress(done, total)
                 matrix = (
-                    np.stack([vectors[i] for i in ids]) if ids else np.zeros((0, int(self.embedder.dim)), np.float32)
+                    np.stack([vectors[i] for i in ids]) if ids else np.zeros((0, self._dim(name)), np.float32)
                 )
                 built[name] = VectorIndex.build(
-                    int(self.embedder.dim),
+                    self._dim(name),
                     np.asarray(ids, dtype=np.int64),
                     matrix,
                     self.index_factory,
@@ -855,9 +880,9 @@ class Catalog:
             )
             return version
 
-    def _embed_stored(self, owner: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
-        """Embed stored PNGs (owner "asset") or entry texts (owner "text") for ``ids``."""
-        if owner == "text":
+    def _embed_stored(self, name: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """Vectors of index ``name`` for stored rows ``ids``: asset PNGs, or entry texts for the text index."""
+        if name == "text":
             entries = self.registry.list_text_entries(ids=ids)
             return dict(zip([e.id for e in entries], self._embed_texts([e.text for e in entries]), strict=True))
         blobs = self.registry.get_asset_images(ids)
@@ -868,7 +893,7 @@ class Catalog:
                 images.append(decode_image(blobs[asset_id], max_pixels=self.image_config.max_pixels, max_bytes=1 << 31))
             except ImageError as exc:
                 raise CatalogError(f"stored image of asset {asset_id} cannot be decoded: {exc.reason}") from None
-        return dict(zip(ids, self._embed_images(images), strict=True))
+        return dict(zip(ids, self._embed_images(images, name), strict=True))
 
     # ------------------------------------------------------------------------------------------------ reload
     def reload_if_changed(self) -> bool:
@@ -922,10 +947,9 @@ class Catalog:
 
     def _search(self, name: str, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = np.asarray(query_vectors, dtype=np.float32)
-        if q.ndim not in (2, 3) or q.shape[-1] != int(self.embedder.dim):
-            raise ValueError(
-                f"query vectors must be (N, {self.embedder.dim}) or (N, R, {self.embedder.dim}), got {q.shape}"
-            )
+        dim = self._dim(name)
+        if q.ndim not in (2, 3) or q.shape[-1] != dim:
+            raise ValueError(f"{name} query vectors must be (N, {dim}) or (N, R, {dim}), got {q.shape}")
         index = self._state.indexes[name]
         sims, ids = index.search(q.reshape(-1, q.shape[-1]), k)
         return sims.reshape(*q.shape[:-1], k), ids.reshape(*q.shape[:-1], k)
@@ -936,7 +960,8 @@ class Catalog:
         """Nearest reference images of one kind.
 
         Args:
-            query_vectors: (N, dim) photo embeddings or (N, R, dim) region embeddings.
+            query_vectors: (N, dim) photo embeddings or (N, R, dim) region embeddings for ``"authentic"``;
+                (N, fingerprint_dim) photo fingerprints (``Embedder.fingerprints_from_regions``) for ``"known_fake"``.
             kind: ``"authentic"`` or ``"known_fake"``.
             k: Neighbours per query vector.
 

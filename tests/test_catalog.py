@@ -13,7 +13,7 @@ import cairosvg
 import numpy as np
 import pytest
 import simple_icons_pack
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageEnhance, ImageOps
 
 from indexes.catalog import INDEX_NAMES, AssetInput, Catalog, CatalogError, EmbedderLike, IndexMismatchError
 from indexes.index import PAD_ID
@@ -27,8 +27,9 @@ class FakeEmbedder:
     """Deterministic stand-in for the real embedder, honest enough for retrieval tests.
 
     Images: 16x16 RGB thumbnail, centred per image, through a fixed Gaussian projection (similar pictures keep
-    similar vectors, by Johnson-Lindenstrauss). Texts: signed hashed character trigrams (shared spelling -> high
-    cosine).
+    similar vectors, by Johnson-Lindenstrauss). Fingerprints: the same through another projection, of twice the
+    length, summed over the picture and its mirror (flip-invariant). Texts: signed hashed character trigrams (shared
+    spelling -> high cosine).
     """
 
     def __init__(self, model_id: str = "fake-pixels-trigrams@1", dim: int = DIM) -> None:
@@ -36,6 +37,8 @@ class FakeEmbedder:
         self.dim = dim
         rng = np.random.default_rng(1234)
         self._projection = rng.standard_normal((16 * 16 * 3, dim)).astype(np.float32)
+        self.fingerprint_dim = 2 * dim
+        self._fingerprint_projection = rng.standard_normal((16 * 16 * 3, 2 * dim)).astype(np.float32)
         self._fallback = rng.standard_normal(dim).astype(np.float32)  # keeps blank images off the zero vector
         self.images_embedded = 0
         self.texts_embedded = 0
@@ -44,16 +47,24 @@ class FakeEmbedder:
     def _unit(x: np.ndarray) -> np.ndarray:
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        self.images_embedded += len(images)
+    @staticmethod
+    def _pixels(images: Sequence[Image.Image]) -> np.ndarray:
         pixels = np.stack(
             [
                 np.asarray(im.convert("RGB").resize((16, 16), Image.Resampling.BILINEAR), np.float32).ravel() / 255.0
                 for im in images
             ]
         )
-        pixels -= pixels.mean(axis=1, keepdims=True)
-        return self._unit(pixels @ self._projection + 1e-4 * self._fallback)
+        return pixels - pixels.mean(axis=1, keepdims=True)
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        self.images_embedded += len(images)
+        return self._unit(self._pixels(images) @ self._projection + 1e-4 * self._fallback)
+
+    def embed_fingerprints(self, images: Sequence[Image.Image]) -> np.ndarray:
+        self.images_embedded += len(images)
+        both = self._pixels(images) + self._pixels([ImageOps.mirror(im) for im in images])
+        return self._unit(both @ self._fingerprint_projection + 1e-4)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         self.texts_embedded += len(texts)
@@ -120,7 +131,9 @@ def populated(home: Path, embedder: FakeEmbedder) -> dict:
 
 
 def top_ids(catalog: Catalog, slugs: Sequence[str], kind: str = "authentic", k: int = 3) -> np.ndarray:
-    vectors = catalog.embedder.embed_images([listing_photo(s) for s in slugs])
+    photos = [listing_photo(s) for s in slugs]
+    embed = catalog.embedder.embed_fingerprints if kind == "known_fake" else catalog.embedder.embed_images
+    vectors = embed(photos)
     return catalog.search_images(vectors, kind=kind, k=k)[1]
 
 
@@ -327,7 +340,8 @@ def test_row_added_behind_the_catalogs_back(home: Path, embedder: FakeEmbedder, 
             populated["brands"]["AMD"], "known_fake", render_logo("amd", color="00FF00")
         )
     with assert_repairs(home, embedder, "image_known_fake", "not indexed", "index_version") as catalog:
-        _, found = catalog.search_images(embedder.embed_images([render_logo("amd", color="00FF00")]), "known_fake", k=1)
+        query = embedder.embed_fingerprints([render_logo("amd", color="00FF00")])
+        _, found = catalog.search_images(query, "known_fake", k=1)
         assert found[0, 0] == sneaky.id
         assert catalog.brand_of_asset(sneaky.id) == populated["brands"]["AMD"]
 
@@ -424,6 +438,21 @@ def test_ivf_catalog_trains_when_enough_assets(home: Path, embedder: FakeEmbedde
         assert catalog.describe()["indexes"]["image_authentic"]["effective_factory"] == factory
 
 
+def test_known_fake_index_holds_flip_tolerant_fingerprints(home: Path, embedder: FakeEmbedder, populated: dict) -> None:
+    fake = render_logo("nike", color="FF00FF")
+    with Catalog.open(home, embedder) as catalog:
+        assert catalog.describe()["indexes"]["image_known_fake"]["dim"] == embedder.fingerprint_dim == 2 * DIM
+        mirrored = embedder.embed_fingerprints([ImageOps.mirror(fake)])
+        assert catalog.search_images(mirrored, "known_fake", k=1)[1][0, 0] == populated["fake_id"]
+        with pytest.raises(ValueError, match="image_known_fake query vectors must be"):
+            catalog.search_images(embedder.embed_images([fake]), "known_fake")
+        embedded = embedder.images_embedded
+        catalog.rebuild()  # fingerprints are cached apart from embeddings: nothing is re-embedded
+        assert embedder.images_embedded == embedded
+        assert catalog.search_images(mirrored, "known_fake", k=1)[1][0, 0] == populated["fake_id"]
+        assert catalog.check().ok
+
+
 def test_reload_if_changed_follows_another_writer(
     home: Path, embedder: FakeEmbedder, populated: dict, monkeypatch
 ) -> None:
@@ -434,7 +463,7 @@ def test_reload_if_changed_follows_another_writer(
         new_id, version = writer.add_asset(
             populated["brands"]["HSBC"], "known_fake", render_logo("hsbc", color="000000")
         )
-        query = embedder.embed_images([render_logo("hsbc", color="000000")])
+        query = embedder.embed_fingerprints([render_logo("hsbc", color="000000")])
         assert reader.search_images(query, "known_fake", k=1)[1][0, 0] != new_id  # still serving the old version
         assert reader.reload_if_changed() is True
         assert reader.index_version == version

@@ -6,11 +6,13 @@ import dataclasses
 
 import numpy as np
 import pytest
+from PIL import ImageOps
 
-from detector.listing import DECISIONS
+from detector.listing import DECISIONS, Listing
 from detector.policy import PolicyConfig, decide, get_policy, list_policies
 from detector.scoring import Scorer
-from indexes.catalog import Catalog
+from indexes.catalog import AssetInput, Catalog
+from training import render
 from training.data import load_dataset
 from training.pipeline import load_listing, register_brands
 from training.splits import is_heldout_brand
@@ -98,6 +100,24 @@ def test_known_fake_appears_then_vanishes_after_delete(scored):
     assert after.index_version == version
     assert fake_ids[0] not in [e.asset_id for e in after.evidence]
     assert fake_asset["brand_slug"] == rec["brand_slug"]
+
+
+def test_mirrored_reupload_is_told_apart_from_other_photos_of_the_same_product(default_bundle, tmp_path):
+    """Three known fakes of one brand, same product: the re-upload (mirrored, cropped, captioned) of the first one
+    must point at that very photo and stand out more than a fresh photo of the same product does."""
+    icon = next(i for i in render.list_icons() if is_heldout_brand(i.slug))
+    rng = np.random.default_rng(3)
+    logo = render.render_logo(icon, 256)
+    photos = [render.compose_listing_photo(logo, rng, 320) for _ in range(4)]
+    with Catalog.open(tmp_path / "home", default_bundle.embedder) as catalog:
+        brand_id, _ = catalog.add_brand(icon.title)
+        ids, _ = catalog.add_assets([AssetInput(brand_id, "known_fake", photo) for photo in photos[:3]])
+        scorer = Scorer(default_bundle, catalog)
+        reupload = render.make_reupload(ImageOps.mirror(photos[0]), rng, caption="Best Quality")
+        copied = [e for e in scorer.score(Listing("copy", images=[reupload])).evidence if e.kind == "known_fake"]
+        fresh = [e for e in scorer.score(Listing("fresh", images=[photos[3]])).evidence if e.kind == "known_fake"]
+    assert [e.asset_id for e in copied] == [ids[0]]  # one item per brand: its most distinctive known fake
+    assert copied[0].margin > 0 and copied[0].margin > max(e.margin for e in fresh)
 
 
 def test_policy_decisions():

@@ -470,3 +470,11 @@ def test_replica_terms_are_canonical() -> None:
     found = replica_terms("1:1 replica AAA+ super clone dupe knockoff fake, same as original")
     assert set(found) <= set(REPLICA_TERMS) and len(found) == len(set(found)) == 8
     assert replica_terms("") == []
+
+
+def test_a_disguised_name_wins_a_tie_with_a_plain_word():
+    matcher = BrandTextMatcher([("iota", ["IOTA"]), ("black", ["Black"]), ("meta", ["Meta"])])
+    first = matcher.match("IO\u0422\u0410 Essential Low Top Sneakers Black")[0]  # Cyrillic Т and А
+    assert (first.brand_id, first.score, first.obfuscated) == ("iota", 1.0, True)
+    plain = matcher.match("IOTA Essential Low Top Sneakers Black")  # spelt plainly: no preference from disguise
+    assert {m.brand_id for m in plain} == {"iota", "black"} and not any(m.obfuscated for m in plain)

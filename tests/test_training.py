@@ -96,3 +96,44 @@ def test_compare_and_model_store(trained, small_dataset, tmp_path):
     tag = register_bento_model(trained)
     assert tag.startswith("counterfeit-detector:")
     assert load_model(tag).version == json.loads((trained / "model.json").read_text())["version"]
+
+
+def test_retraining_only_the_classifier_reuses_the_embedder(trained, small_dataset, tmp_path):
+    out = tmp_path / "run"
+    argv = ["--config", "quick", "--data", str(small_dataset), "--out", str(out), "--no-progress",
+            "--embedder-from", str(trained)]
+    assert train_mod.main(argv) == 0
+    source, retrained = load_model(trained), load_model(out / "model")
+    assert retrained.embedder.version == source.embedder.version  # same fine-tuned weights, nothing re-tuned
+    meta = json.loads((out / "model" / "model.json").read_text())
+    assert meta["finetune"]["reused_from"]["version"] == source.version
+    assert not (out / "finetune.json").exists()
+
+
+def test_trunk_tail_reproduces_the_trunk_and_trains_its_blocks(embedder):
+    import torch
+    from PIL import Image
+
+    from detector.embedder import create_embedder
+    from training import render
+    from training.finetune import FinetuneConfig, TrunkTail, finetune
+
+    photos = [render.compose_listing_photo(render.render_logo(render.get_icon(slug), 128), np.random.default_rng(0))
+              for slug in ("nike", "adidas")]
+    tail = TrunkTail(embedder, 1)
+    cached = tail.cache_inputs(embedder, photos, False, "test")
+    x = torch.stack([embedder.preprocess(p) for p in photos])
+    with torch.inference_mode():
+        full = embedder.model.visual.trunk.forward_features(x)
+        np.testing.assert_allclose(tail(cached).numpy(), full.numpy(), atol=2e-2)  # cache is float16
+
+    delta, report = finetune(FinetuneConfig(n_brands=12, photos_per_brand=1, epochs=1, batch_size=6, eval_brands=4,
+                                            eval_photos_per_brand=1, unfreeze_blocks=1), progress=False)
+    block = "visual.trunk.blocks.blocks.5."
+    trained_keys = [k for k in delta if k.startswith(block)]
+    assert trained_keys and not any(k.startswith("visual.trunk.blocks.blocks.4.") for k in delta)
+    packaged = embedder.model.state_dict()
+    assert any(not torch.equal(delta[k], packaged[k]) for k in trained_keys if k.endswith("weight"))
+    tuned = create_embedder("effnet-lite0-minilm", delta)
+    assert tuned.embed_image_regions([Image.new("RGB", (64, 64), "white")]).shape == (1, len(tuned.boxes), tuned.dim)
+    assert report["heldout_retrieval_after"]["n_brands"] == 4

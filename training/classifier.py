@@ -59,7 +59,10 @@ def _candidate_labels(data: LabelledFeatures) -> tuple[np.ndarray, np.ndarray, l
 
 
 def fit_classifier(train: LabelledFeatures, calibration: LabelledFeatures, cfg: ClassifierConfig) -> RiskClassifier:
-    """Fit brand presence on train candidates, risk on train listings, isotonic calibration on ``calibration``.
+    """Fit brand presence on train candidates, risk on train listings, sigmoid calibration on ``calibration``.
+
+    Sigmoid (Platt) rather than isotonic calibration: isotonic maps many listings to the same risk (ties at 1.0), which
+    leaves no threshold between them and makes recall at a low false-positive rate meaningless.
 
     Brand confidences used to train the risk model are out-of-fold (grouped by brand), so the risk model learns how
     much to trust a confidence it will really see at serving time.
@@ -89,11 +92,11 @@ def fit_classifier(train: LabelledFeatures, calibration: LabelledFeatures, cfg: 
     xc = np.stack([risk_vector(lf) for lf in calibration.features])
     yc = np.array([lab == "counterfeit" for lab in calibration.labels], dtype=np.int64)
     if len(set(yc.tolist())) == 2 and len(yc) >= 30:
-        clf.risk_model = CalibratedClassifierCV(FrozenEstimator(risk_raw), method="isotonic").fit(xc, yc)
+        clf.risk_model = CalibratedClassifierCV(FrozenEstimator(risk_raw), method="sigmoid").fit(xc, yc)
     else:  # too little held-back data (tiny runs): calibrate by cross-validation on the training listings
         log.warning("calibration set has %d listings / %d classes: calibrating by 3-fold CV on train instead",
                     len(yc), len(set(yc.tolist())))
-        clf.risk_model = CalibratedClassifierCV(_model(cfg), method="isotonic", cv=3).fit(xr, yr)
+        clf.risk_model = CalibratedClassifierCV(_model(cfg), method="sigmoid", cv=3).fit(xr, yr)
     # Leave training features with the final model's confidences, as serving will compute them.
     clf.set_brand_confidence(train.features)
     return clf

@@ -1,7 +1,9 @@
 """Contrastive fine-tuning of the embedder so a logo inside a product photo lands next to the brand's references.
 
-LiT-style: the image trunk and the text transformer stay frozen (their features are computed once and cached); the
-image head (projection) and the text projection are trained with InfoNCE and in-batch negatives:
+LiT-style: the text transformer and the image trunk stay frozen (their features are computed once and cached); the
+image head (projection) and the text projection are trained with InfoNCE and in-batch negatives. With
+``unfreeze_blocks = N`` the last N blocks of the image trunk train too (at ``block_lr``): the input of the first of
+them is cached instead, so a step costs only those blocks' forward and backward passes. Losses:
 
 * photo <-> clean reference render: a photo's score for a brand is a soft maximum over its region embeddings
   (multiple-instance: we do not need the logo's box, and inference also takes the best region);
@@ -28,12 +30,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from detector.embedder import Embedder, create_embedder
+from detector.embedder import Embedder, TappedBlocks, create_embedder
 from training import render
 from training.pipeline import progress_bar
 from training.splits import is_heldout_brand
 
-__all__ = ["FinetuneConfig", "finetune", "render_brand_set", "cache_features", "evaluate_retrieval"]
+__all__ = ["FinetuneConfig", "finetune", "render_brand_set", "cache_features", "evaluate_retrieval", "TrunkTail"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class FinetuneConfig:
     text_weight: float = 0.25  # weight of the photo<->brand-name and reference<->name losses
     eval_brands: int = 200  # held-out brands used to report retrieval (never trained on)
     eval_photos_per_brand: int = 2
+    unfreeze_blocks: int = 0  # last image-trunk blocks trained too (0 = projections only, LiT)
+    block_lr: float = 2e-4  # learning rate of the unfrozen blocks
     seed: int = 0
 
     @classmethod
@@ -107,6 +111,55 @@ def cache_features(embedder: Embedder, images: list[Image.Image], regions: bool,
             out.append((pooled if regions else pooled[:, 0]).to(torch.float16))
             bar.advance(task, len(chunk))
     return torch.cat(out)
+
+
+class TrunkTail(torch.nn.Module):
+    """The last ``n`` blocks of the (tapped) EfficientNet trunk, run from the cached input of the first of them."""
+
+    def __init__(self, embedder: Embedder, n: int) -> None:
+        super().__init__()
+        blocks = embedder.model.visual.trunk.blocks
+        if not isinstance(blocks, TappedBlocks) or not 1 <= n < len(blocks.blocks):
+            raise ValueError(f"unfreeze_blocks={n}: needs a tapped EfficientNet trunk with more than {n} blocks")
+        self.start = len(blocks.blocks) - n
+        if any(t < self.start - 1 for t in blocks.taps):
+            raise ValueError(f"unfreeze_blocks={n}: tapped blocks {blocks.taps} would lie before the cached input")
+        self.blocks = blocks
+
+    @torch.inference_mode()
+    def cache_inputs(self, embedder: Embedder, images: list[Image.Image], progress: bool, description: str
+                     ) -> torch.Tensor:
+        """The frozen part's output ``(N, C, h, w)`` for each image, as float16."""
+        trunk, out = embedder.model.visual.trunk, []
+        with progress_bar(progress) as bar:
+            task = bar.add_task(f"{description} ({len(images)})", total=len(images))
+            for start in range(0, len(images), embedder.batch_size):
+                chunk = images[start : start + embedder.batch_size]
+                x = torch.stack([embedder.preprocess(im.convert("RGB")) for im in chunk])
+                x = trunk.bn1(trunk.conv_stem(x.contiguous(memory_format=torch.channels_last)))
+                for block in self.blocks.blocks[: self.start]:
+                    x = block(x)
+                out.append(x.to(torch.float16))
+                bar.advance(task, len(chunk))
+        return torch.cat(out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float().contiguous(memory_format=torch.channels_last)
+        tapped = [x] if self.start - 1 in self.blocks.taps else []
+        for i in range(self.start, len(self.blocks.blocks)):
+            x = self.blocks.blocks[i](x)
+            if i in self.blocks.taps:
+                tapped.append(x)
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        return torch.cat([x, *(F.adaptive_avg_pool2d(t, size) for t in tapped)], dim=1)  # as TappedBlocks does
+
+    def pooled(self, embedder: Embedder, cached: torch.Tensor, regions: bool, batch: int = 64) -> torch.Tensor:
+        """Region (or whole-image) features of cached inputs, without gradients."""
+        with torch.inference_mode():
+            out = [embedder.pool_regions(self(cached[i : i + batch]), whole_only=not regions)
+                   for i in range(0, len(cached), batch)]
+        feats = torch.cat(out)
+        return feats if regions else feats[:, 0]
 
 
 @torch.inference_mode()
@@ -177,25 +230,53 @@ def finetune(config: FinetuneConfig, embedder_config: str = "effnet-lite0-minilm
     train_set = render_brand_set(train_icons, config.photos_per_brand, config.seed, progress)
     eval_set = render_brand_set(eval_icons, config.eval_photos_per_brand, config.seed + 1, progress)
     t_render = time.time()
-    tr_photo = cache_features(embedder, train_set.photos, True, progress, "train photos")
-    tr_ref = cache_features(embedder, train_set.refs, False, progress, "train references")
-    ev_photo = cache_features(embedder, eval_set.photos, True, progress, "held-out photos")
-    ev_ref = cache_features(embedder, eval_set.refs, False, progress, "held-out references")
+    tail = TrunkTail(embedder, config.unfreeze_blocks) if config.unfreeze_blocks else None
+    if tail is None:  # frozen trunk: cache the pooled features themselves
+        tr_photo = cache_features(embedder, train_set.photos, True, progress, "train photos")
+        tr_ref = cache_features(embedder, train_set.refs, False, progress, "train references")
+        ev_photo = cache_features(embedder, eval_set.photos, True, progress, "held-out photos")
+        ev_ref = cache_features(embedder, eval_set.refs, False, progress, "held-out references")
+        pool_init = torch.cat([tr_photo.reshape(-1, tr_photo.shape[-1]), tr_ref]).float()
+    else:  # cache the unfrozen blocks' input; features are recomputed as the blocks learn
+        tr_photo = tail.cache_inputs(embedder, train_set.photos, progress, "train photos")
+        tr_ref = tail.cache_inputs(embedder, train_set.refs, progress, "train references")
+        ev_photo_in = tail.cache_inputs(embedder, eval_set.photos, progress, "held-out photos")
+        ev_ref_in = tail.cache_inputs(embedder, eval_set.refs, progress, "held-out references")
+        ev_photo = tail.pooled(embedder, ev_photo_in, regions=True)
+        ev_ref = tail.pooled(embedder, ev_ref_in, regions=False)
+        sample = torch.as_tensor(rng.choice(len(tr_photo), min(512, len(tr_photo)), replace=False))
+        pool_init = torch.cat([tail.pooled(embedder, tr_photo[sample], regions=True).flatten(0, 1),
+                               tail.pooled(embedder, tr_ref[sample.clamp(max=len(tr_ref) - 1)], regions=False)])
     tr_text = _text_features(embedder, train_set.names)
     t_cache = time.time()
 
+    def photo_features(idx: list[int]) -> torch.Tensor:
+        return tr_photo[idx].float() if tail is None else embedder.pool_regions(tail(tr_photo[idx]))
+
+    def ref_features(idx: list[int]) -> torch.Tensor:
+        return tr_ref[idx].float() if tail is None else embedder.pool_regions(tail(tr_ref[idx]), whole_only=True)[:, 0]
+
     head = copy.deepcopy(embedder.model.visual.head).float().train()
-    _standardize_init(head.proj, torch.cat([tr_photo.reshape(-1, tr_photo.shape[-1]), tr_ref]).float())
+    _standardize_init(head.proj, pool_init)
     text_proj = copy.deepcopy(embedder.model.text.proj).float().train()
     for p in (*head.parameters(), *text_proj.parameters()):
         p.requires_grad_(True)
     logit_scale = torch.nn.Parameter(torch.tensor(np.log(1.0 / config.init_temperature), dtype=torch.float32))
     params = [*head.parameters(), *text_proj.parameters(), logit_scale]
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    groups = [{"params": params, "lr": config.lr}]
+    if tail is not None:
+        tail.eval()  # batch-norm statistics stay those of ImageNet; conv and affine weights train
+        block_params = [p for i in range(tail.start, len(tail.blocks.blocks))
+                        for p in tail.blocks.blocks[i].parameters()]
+        for p in block_params:
+            p.requires_grad_(True)
+        groups.append({"params": block_params, "lr": config.block_lr})
+    opt = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     n_brands = len(train_set.slugs)
     steps_per_epoch = max(1, n_brands // config.batch_size)
     total_steps = config.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps, pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=total_steps,
+                                                pct_start=0.1)
     photos_by_brand = [np.flatnonzero(train_set.photo_brand == b) for b in range(n_brands)]
     refs_by_brand = [np.flatnonzero(train_set.ref_brand == b) for b in range(n_brands)]
 
@@ -210,8 +291,8 @@ def finetune(config: FinetuneConfig, embedder_config: str = "effnet-lite0-minilm
                 brands = order[s * config.batch_size : (s + 1) * config.batch_size]
                 pi = [rng.choice(photos_by_brand[b]) for b in brands]
                 ri = [rng.choice(refs_by_brand[b]) for b in brands]
-                q = F.normalize(head(tr_photo[pi].float()), dim=-1)
-                k = F.normalize(head(tr_ref[ri].float()), dim=-1)
+                q = F.normalize(head(photo_features(pi)), dim=-1)
+                k = F.normalize(head(ref_features(ri)), dim=-1)
                 t = F.normalize(text_proj(tr_text[brands].float()), dim=-1)
                 scale = logit_scale.exp().clamp(max=100.0)
                 labels = torch.arange(len(brands))
@@ -228,14 +309,24 @@ def finetune(config: FinetuneConfig, embedder_config: str = "effnet-lite0-minilm
                 sched.step()
                 bar.advance(task)
             history.append({"epoch": epoch, "loss": round(loss.item(), 4), "loss_ref": round(loss_ref.item(), 4),
-                            "temperature": round(float(1.0 / logit_scale.exp()), 4)})
+                            "temperature": round(1.0 / logit_scale.exp().item(), 4)})
             log.info("epoch %d %s", epoch, history[-1])
     head.eval()
+    if tail is not None:
+        for p in tail.parameters():
+            p.requires_grad_(False)
+        ev_photo, ev_ref = tail.pooled(embedder, ev_photo_in, regions=True), tail.pooled(embedder, ev_ref_in, False)
+        tr_photo, tr_ref = tail.pooled(embedder, tr_photo[:2000], regions=True), tail.pooled(embedder, tr_ref, False)
     after = evaluate_retrieval(head, ev_photo, eval_set.photo_brand, ev_ref, eval_set.ref_brand)
     train_fit = evaluate_retrieval(head, tr_photo[: 2000], train_set.photo_brand[:2000], tr_ref,
                                    train_set.ref_brand)
     delta = {f"visual.head.{k}": v.detach().clone() for k, v in head.state_dict().items()}
     delta.update({f"text.proj.{k}": v.detach().clone() for k, v in text_proj.state_dict().items()})
+    if tail is not None:  # the trained blocks (their batch-norm statistics are unchanged, but kept together)
+        trunk_prefix = "visual.trunk.blocks.blocks"
+        for i in range(tail.start, len(tail.blocks.blocks)):
+            delta.update({f"{trunk_prefix}.{i}.{k}": v.detach().clone()
+                          for k, v in tail.blocks.blocks[i].state_dict().items()})
     report = {
         "config": dataclasses.asdict(config),
         "n_train_brands": n_brands,

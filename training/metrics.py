@@ -22,14 +22,15 @@ def image_top_brand(lf: ListingFeatures) -> int | None:
 
 
 def fake_top_brand(lf: ListingFeatures) -> tuple[int | None, float]:
-    """Brand and similarity of the closest known fake."""
-    best = max((m for m in lf.evidence if m.kind == "known_fake"), key=lambda m: m.similarity, default=None)
+    """Brand and similarity of the known fake that stands out most (largest margin, then similarity)."""
+    best = max((m for m in lf.evidence if m.kind == "known_fake"), key=lambda m: (m.margin or 0.0, m.similarity),
+               default=None)
     return (best.brand_id, best.similarity) if best else (None, 0.0)
 
 
 def title_top_brand(lf: ListingFeatures) -> int | None:
-    """Brand best matched by the title alone (fuzzy + confusables), if any candidate has a title score."""
-    best = max(lf.candidates, key=lambda c: c.features["title_score"], default=None)
+    """Brand the text matcher ranks first in the title alone (fuzzy + confusables), if any candidate has a title score."""
+    best = max(lf.candidates, key=lambda c: (c.features["title_top1"], c.features["title_score"]), default=None)
     return best.brand_id if best is not None and best.features["title_score"] > 0 else None
 
 

@@ -151,8 +151,12 @@ def _subset(data: LabelledFeatures, keep: list[bool]) -> LabelledFeatures:
 
 
 def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progress: bool = True,
-          weights_delta: dict[str, torch.Tensor] | None = None) -> Path:
-    """Run one training; returns the model directory (``out_dir/model``) with metrics in its sidecar."""
+          weights_delta: dict[str, torch.Tensor] | None = None, embedder_from: str | Path | None = None) -> Path:
+    """Run one training; returns the model directory (``out_dir/model``) with metrics in its sidecar.
+
+    ``embedder_from`` (a model directory, ``default`` or a BentoML tag) reuses that model's embedder (config and
+    fine-tuned weights) instead of fine-tuning: only the classifier and the policy are retrained.
+    """
     t_start = time.time()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -175,14 +179,22 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
 
     feature_config = FeatureConfig.from_dict(config.features)
     finetune_report = None
-    if config.finetune is not None and weights_delta is None:
+    embedder_config: dict[str, Any] = get_model_config(config.embedder).to_dict()
+    if embedder_from is not None:
+        from detector.bundle import load_embedder_weights, resolve_model_path
+
+        embedder_config, weights_delta = load_embedder_weights(embedder_from)
+        source = json.loads((resolve_model_path(embedder_from) / "model.json").read_text())
+        finetune_report = {"reused_from": {"model": str(embedder_from), "version": source.get("version")},
+                           **(source.get("finetune") or {})}
+    elif config.finetune is not None and weights_delta is None:
         from training.finetune import FinetuneConfig, finetune
 
         # Validation brands stay unseen by the embedder too, so thresholds are tuned on brands new to the model.
         val_slugs = {b["slug"] for b in dataset.brands if b["split"] == "val"}
         weights_delta, finetune_report = finetune(FinetuneConfig.from_dict(config.finetune), config.embedder,
                                                   out_dir, progress=progress, exclude_slugs=val_slugs)
-    embedder = create_embedder(config.embedder, weights_delta=weights_delta)
+    embedder = create_embedder(embedder_config, weights_delta=weights_delta)
     home = Path(tempfile.mkdtemp(prefix="train-catalog-", dir=out_dir))
     try:
         catalog = Catalog.open(home, embedder, index_factory=config.index_factory)
@@ -230,7 +242,7 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
         "finetune": finetune_report,
         "wall_time_s": round(time.time() - t_start, 1),
     }
-    model_dir = save_model_dir(out_dir / "model", embedder_config=get_model_config(config.embedder).to_dict(),
+    model_dir = save_model_dir(out_dir / "model", embedder_config=embedder_config,
                                classifier=clf, policy=policy, feature_config=feature_config,
                                weights_delta=weights_delta, extra=extra)
     log.info("model written to %s in %.0f s", model_dir, time.time() - t_start)
@@ -245,13 +257,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="run folder; the model lands in OUT/model")
     parser.add_argument("--extra-data", action="append", default=[], metavar="DIR",
                         help="dataset folder whose train/val listings are appended (repeatable), e.g. feedback")
+    parser.add_argument("--embedder-from", metavar="MODEL", default=None,
+                        help="reuse this model's embedder (directory, 'default' or BentoML tag) instead of fine-tuning; "
+                             "retrains only the classifier and policy")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--register", action="store_true", help="also add the model to the BentoML model store")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = get_train_config(args.config)
     config.extra_data = [*config.extra_data, *args.extra_data]
-    model_dir = train(config, args.data, args.out, progress=not args.no_progress)
+    model_dir = train(config, args.data, args.out, progress=not args.no_progress, embedder_from=args.embedder_from)
     out = {"model_dir": str(model_dir), "metrics": json.loads((model_dir / "model.json").read_text())["metrics"]}
     if args.register:
         from detector.bundle import register_bento_model
