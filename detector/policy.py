@@ -26,6 +26,7 @@ class PolicyConfig:
     never_block_authorized: bool = True  # an authorised seller is at most sent to review
     target_block_precision: float = 0.99  # what training aimed for when it chose block_threshold on validation
     target_review_precision: float = 0.8  # likewise for review_threshold
+    max_authentic_blocked: float = 0.005  # and at most this share of authentic listings blocked on validation
     description: str = ""
 
     def __post_init__(self) -> None:

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from detector.bundle import load_model
+from detector.policy import PolicyConfig
 from training import evaluate as evaluate_mod
 from training import train as train_mod
-from training.classifier import _threshold_for_precision
+from training.classifier import _threshold_for_precision, choose_thresholds
 from training.data import load_dataset
 from training.splits import is_heldout_brand, split_hash
 
@@ -83,6 +84,23 @@ def test_threshold_for_precision():
     assert _threshold_for_precision(scores, positive, 1.0, min_support=3) == 0.6
     assert _threshold_for_precision(scores, positive, 0.8, min_support=3) == 0.4
     assert _threshold_for_precision(scores, np.zeros(10, bool), 0.9) == 1.0
+
+
+def test_block_threshold_also_caps_blocked_authentic_listings():
+    from detector.policy import get_policy
+
+    # 200 counterfeits at high risk, one authentic among them at 0.95, 199 authentic low: precision 0.995 >= 0.99
+    # would block it; the authentic cap (0.5 % of 200 = 1 allowed) still allows it, a 0 % cap does not.
+    risks = np.concatenate([np.linspace(0.9, 1.0, 200), [0.95], np.linspace(0.0, 0.3, 199)])
+    labels = ["counterfeit"] * 200 + ["authentic"] * 200
+    base = get_policy("default")
+    lenient = choose_thresholds(risks, labels, np.zeros(0), base)
+    assert lenient.block_threshold <= 0.9
+    strict = choose_thresholds(risks, labels, np.zeros(0), PolicyConfig.from_dict({**base.to_dict(),
+                                                                                    "max_authentic_blocked": 0.0}))
+    assert 0.95 < strict.block_threshold <= 0.950001
+    blocked_authentic = sum(r >= strict.block_threshold for r, lab in zip(risks, labels) if lab == "authentic")
+    assert blocked_authentic == 0 and strict.review_threshold <= strict.block_threshold
 
 
 def test_compare_and_model_store(trained, small_dataset, tmp_path):

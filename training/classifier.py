@@ -119,6 +119,18 @@ def _threshold_for_precision(scores: np.ndarray, positive: np.ndarray, target: f
     return best
 
 
+def _threshold_for_rate(scores: np.ndarray, max_rate: float) -> float:
+    """Lowest threshold that puts at most ``max_rate`` of ``scores`` at or above it (0.0 when there are none)."""
+    if len(scores) == 0:
+        return 0.0
+    allowed = int(np.floor(max_rate * len(scores) + 1e-9))
+    ranked = np.sort(scores)[::-1]
+    if allowed >= len(ranked):
+        return 0.0
+    # Just above the first score that must stay below, in the 6 decimals a policy file keeps.
+    return float(np.ceil(np.nextafter(ranked[allowed], np.inf) * 1e6) / 1e6)
+
+
 def choose_thresholds(
     risks: np.ndarray,
     labels: Sequence[str],
@@ -126,13 +138,19 @@ def choose_thresholds(
     base: PolicyConfig,
     max_unregistered_attribution: float = 0.03,
 ) -> PolicyConfig:
-    """Pick review / block thresholds for the policy's target precisions and the brand-confidence threshold.
+    """Pick review / block thresholds for the policy's targets and the brand-confidence threshold.
+
+    The block threshold is the lowest one that reaches the target block precision *and* blocks at most
+    ``base.max_authentic_blocked`` of the authentic listings: precision alone lets a few authentic sellers be
+    blocked whenever counterfeits are plentiful.
 
     The brand threshold is the smallest one (at least 0.5) that attributes at most
     ``max_unregistered_attribution`` of unbranded listings to a registered brand.
     """
     positive = np.array([lab == "counterfeit" for lab in labels])
+    authentic = np.array([lab == "authentic" for lab in labels])
     block = _threshold_for_precision(risks, positive, base.target_block_precision)
+    block = min(1.0, max(block, _threshold_for_rate(risks[authentic], base.max_authentic_blocked)))
     review = min(_threshold_for_precision(risks, positive, base.target_review_precision), block)
     brand_t = 0.5
     if len(brand_conf_unbranded):
