@@ -45,7 +45,6 @@ CANDIDATE_FEATURES = (
     "fake_sim",  # photo-to-known-fake fingerprint cosine of this brand's most distinctive known-fake hit
     "fake_margin",  # how far that hit stands out from the photo's next known fake (a re-used photo stands out)
     "title_score",  # obfuscation-robust fuzzy match of the brand in the title (0..1)
-    "title_top1",  # 1 when the text matcher ranks this brand first in the title (a name inside a longer one is not)
     "title_obfuscated",  # the title spells the brand in a disguised way
     "title_compat",  # the brand is mentioned as "for X" / "compatible with X"
     "desc_score",  # fuzzy match in the description
@@ -311,7 +310,6 @@ class Featurizer:
     ) -> ListingFeatures:
         cfg = self.config
         title_matches = {m.brand_id: m for m in self.matcher.match(lst.title, top_k=3)} if lst.title else {}
-        title_first = next(iter(title_matches), None)  # the matcher's ranking, best first
         desc_matches = {m.brand_id: m for m in self.matcher.match(lst.description, top_k=2)} if lst.description else {}
         ocr_matches = {m.brand_id: m for m in self.matcher.match(ocr_text, top_k=2)} if ocr_text else {}
 
@@ -349,7 +347,6 @@ class Featurizer:
                 "fake_sim": fake[b][0] if b in fake else 0.0,
                 "fake_margin": fake[b][1].margin if b in fake else 0.0,
                 "title_score": tm.score if tm else 0.0,
-                "title_top1": float(tm is not None and b == title_first),
                 "title_obfuscated": float(bool(tm and tm.obfuscated)),
                 "title_compat": float(bool(tm and mention_context(lst.title, tm.span))),
                 "desc_score": desc_matches[b].score if b in desc_matches else 0.0,

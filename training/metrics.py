@@ -29,8 +29,8 @@ def fake_top_brand(lf: ListingFeatures) -> tuple[int | None, float]:
 
 
 def title_top_brand(lf: ListingFeatures) -> int | None:
-    """Brand the text matcher ranks first in the title alone (fuzzy + confusables), if any candidate has a title score."""
-    best = max(lf.candidates, key=lambda c: (c.features["title_top1"], c.features["title_score"]), default=None)
+    """Brand best matched by the title alone (fuzzy + confusables), if any candidate has a title score."""
+    best = max(lf.candidates, key=lambda c: c.features["title_score"], default=None)
     return best.brand_id if best is not None and best.features["title_score"] > 0 else None
 
 
