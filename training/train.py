@@ -258,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra-data", action="append", default=[], metavar="DIR",
                         help="dataset folder whose train/val listings are appended (repeatable), e.g. feedback")
     parser.add_argument("--embedder-from", metavar="MODEL", default=None,
-                        help="reuse this model's embedder (directory, 'default' or BentoML tag) instead of fine-tuning; "
-                             "retrains only the classifier and policy")
+                        help="reuse this model's embedder (directory, 'default' or BentoML tag) instead of "
+                             "fine-tuning; retrains only the classifier and policy")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--register", action="store_true", help="also add the model to the BentoML model store")
     args = parser.parse_args(argv)
