@@ -31,8 +31,7 @@ from detector.features import FeatureConfig
 from detector.policy import PolicyConfig
 
 __all__ = ["ModelBundle", "load_model", "load_embedder_weights", "save_model_dir", "register_bento_model",
-           "library_versions",
-           "DEFAULT_MODEL_DIR", "BENTO_MODEL_NAME"]
+           "library_versions", "DEFAULT_MODEL_DIR", "BENTO_MODEL_NAME"]
 
 log = logging.getLogger(__name__)
 
