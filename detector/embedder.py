@@ -189,9 +189,13 @@ class TappedBlocks(torch.nn.Module):
         self.taps = tuple(int(t) for t in taps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tapped = []
-        for i, block in enumerate(self.blocks):
-            x = block(x)
+        return self.forward_from(x, 0)
+
+    def forward_from(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """Run blocks ``start:`` on ``x``, the output of block ``start - 1`` (fine-tuning caches it)."""
+        tapped = [x] if start - 1 in self.taps else []
+        for i in range(start, len(self.blocks)):
+            x = self.blocks[i](x)
             if i in self.taps:
                 tapped.append(x)
         size = (int(x.shape[-2]), int(x.shape[-1]))  # ints: ONNX export needs a constant pooled size

@@ -259,11 +259,13 @@ class Featurizer:
         sims, ids = self.catalog.search_images(fingerprints, "known_fake", self.config.fake_k)
         brands = self.catalog.lookup_asset_brands(ids)
         for row in range(ids.shape[0]):
-            valid = np.flatnonzero((ids[row] >= 0) & (brands[row] >= 0))
-            for j in valid:
-                others = [sims[row, v] for v in valid if v != j]
+            valid = np.flatnonzero((ids[row] >= 0) & (brands[row] >= 0))  # best first, as the index returns them
+            for rank, j in enumerate(valid):
                 sim = float(sims[row, j])
-                margin = sim - float(max(others)) if others else 0.0  # alone in the index: nothing to stand out from
+                # The top hit's margin is over the runner-up, every other hit's is over the top hit (<= 0); a hit
+                # alone in the index has nothing to stand out from.
+                nearest = sims[row, valid[1]] if rank == 0 and len(valid) > 1 else sims[row, valid[0]]
+                margin = sim - float(nearest) if len(valid) > 1 else 0.0
                 listing, brand = owner[row], int(brands[row, j])
                 held = acc[listing].get(brand)
                 if held is None or (margin, sim) > (held[1].margin, held[0]):

@@ -57,13 +57,16 @@ def register(app: typer.Typer) -> None:
         config: Annotated[str, typer.Option(help="Train config name or JSON file.")] = "quick",
         extra_data: Annotated[Optional[list[Path]], typer.Option(
             "--extra-data", help="Dataset folder whose train/val listings are appended (repeatable).")] = None,
+        embedder_from: Annotated[Optional[str], typer.Option(
+            "--embedder-from", help="Reuse this model's embedder (directory, 'default' or BentoML tag) instead of "
+                                    "fine-tuning; retrains only the classifier and policy.")] = None,
     ) -> None:
         """Train a model directory (OUT/model) on a dataset's train/val splits (plus any --extra-data)."""
         from training.train import get_train_config, train
 
         train_config = get_train_config(config)
         train_config.extra_data = [*train_config.extra_data, *(str(p) for p in extra_data or [])]
-        model_dir = train(train_config, data, out)
+        model_dir = train(train_config, data, out, embedder_from=embedder_from)
         meta = json.loads((model_dir / "model.json").read_text())
         typer.echo(json.dumps({"model_dir": str(model_dir), "version": meta["version"],
                                "metrics": meta["metrics"]}, indent=2))

@@ -144,14 +144,7 @@ class TrunkTail(torch.nn.Module):
         return torch.cat(out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float().contiguous(memory_format=torch.channels_last)
-        tapped = [x] if self.start - 1 in self.blocks.taps else []
-        for i in range(self.start, len(self.blocks.blocks)):
-            x = self.blocks.blocks[i](x)
-            if i in self.blocks.taps:
-                tapped.append(x)
-        size = (int(x.shape[-2]), int(x.shape[-1]))
-        return torch.cat([x, *(F.adaptive_avg_pool2d(t, size) for t in tapped)], dim=1)  # as TappedBlocks does
+        return self.blocks.forward_from(x.float().contiguous(memory_format=torch.channels_last), self.start)
 
     def pooled(self, embedder: Embedder, cached: torch.Tensor, regions: bool, batch: int = 64) -> torch.Tensor:
         """Region (or whole-image) features of cached inputs, without gradients."""
