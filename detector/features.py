@@ -21,7 +21,7 @@ from PIL import Image
 
 from detector.dataclass_config import build_config
 from detector.listing import Listing
-from detector.text import BrandTextMatcher, mention_context, replica_terms
+from detector.text import BrandTextMatcher, TextMatch, mention_context, replica_terms
 
 __all__ = [
     "FeatureConfig",
@@ -311,9 +311,9 @@ class Featurizer:
         ocr_text: str,
     ) -> ListingFeatures:
         cfg = self.config
-        title_matches = {m.brand_id: m for m in self.matcher.match(lst.title, top_k=3)} if lst.title else {}
-        desc_matches = {m.brand_id: m for m in self.matcher.match(lst.description, top_k=2)} if lst.description else {}
-        ocr_matches = {m.brand_id: m for m in self.matcher.match(ocr_text, top_k=2)} if ocr_text else {}
+        title_matches = self._text_matches(lst.title, 3)
+        desc_matches = self._text_matches(lst.description, 2)
+        ocr_matches = self._text_matches(ocr_text, 2)
 
         ranked_img = sorted(img.items(), key=lambda kv: -kv[1][0])
         floor = ranked_img[-1][1][0] if ranked_img else 0.0  # an unseen brand is at most as close as the k-th hit
@@ -364,6 +364,12 @@ class Featurizer:
                          for b, m in matches.items() if b in self.brands and m.score >= cfg.fuzzy_cutoff]
         evidence.sort(key=lambda m: -m.similarity)
         return ListingFeatures(lst.listing_id, candidates, context, evidence, replica + ocr_replica, ocr_text)
+
+    def _text_matches(self, text: str, top_k: int) -> dict[int, TextMatch]:
+        """Brands named in ``text``; a common word that is also a brand's name ("Black") names no brand."""
+        if not text:
+            return {}
+        return {m.brand_id: m for m in self.matcher.match(text, top_k=top_k) if not m.generic}
 
     @staticmethod
     def _context_for_brand(lst: Listing, brand: BrandInfo) -> dict[str, float]:

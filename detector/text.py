@@ -400,6 +400,7 @@ class TextMatch:
     span: tuple[int, int]  # character offsets in the raw text
     method: str  # "exact" (verbatim), "normalized" (equal after normalisation) or "fuzzy" (edit distance)
     obfuscated: bool  # the raw text does not spell any of the brand's names verbatim (case-insensitive)
+    generic: bool = False  # a plain spelling of a name that is a common word ("Black"): no evidence of the brand
 
 
 @dataclass(frozen=True)
@@ -415,6 +416,9 @@ class TextMatcherConfig:
     word_zipf: float = 3.0  # windows this frequent in the lexicon (wordfreq Zipf scale) are words, not typos
     word_lang: str = "en"  # wordfreq language of that lexicon
     max_ngram: int = 4  # longest token window (in tokens) compared fuzzily; exact windows go up to the longest name
+    # A one-word name at least this frequent (wordfreq Zipf: 5 = ten per million words, e.g. "black", "first",
+    # "here"; "google" is 4.9) written plainly is a generic word, not a mention of the brand.
+    generic_zipf: float = 5.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_name_len <= self.short_name_len + 1 <= self.fuzzy_min_len:
@@ -674,6 +678,11 @@ class BrandTextMatcher:
         """Whether a normalised token is a common word of the lexicon language."""
         return _word_zipf(token, self.config.word_lang) >= self.config.word_zipf
 
+    def _is_generic(self, name: str) -> bool:
+        """Whether a name is one common word of the lexicon language ("Black", "First", "Here")."""
+        words = re.findall(r"[^\W_]+", _benign(name))
+        return len(words) == 1 and _word_zipf(words[0].casefold(), self.config.word_lang) >= self.config.generic_zipf
+
     def _max_edits(self, key: str) -> int:
         return 2 if len(key) >= self.config.fuzzy_long_len else 1
 
@@ -744,6 +753,10 @@ class BrandTextMatcher:
                     if n <= cfg.max_ngram and len(key) >= cfg.fuzzy_min_len - 1 and not all(words[i : i + n]):
                         windows.add(windows.fuzzy, key, start, end)
         for run in _spaced_runs(text, plain):
+            # A short name written apart is the whole run ("N B B"), never part of one (sizes: "S M L XL").
+            key = "".join(t[0] for t in run)
+            if len(run) == len(key) == cfg.short_name_len and key in exact:
+                windows.add(windows.short, key, run[0][1], run[-1][2])
             # Letters written apart may carry a stray letter on either side ("x N i k e"): every sub-run is looked
             # up exactly, the run and the run less one letter at either end fuzzily.
             for i in range(len(run)):
@@ -794,11 +807,12 @@ class BrandTextMatcher:
                 _verbatim_pattern(a.name).search(_benign(raw)) for a in self._names.get(hit.alias.brand_id, ())
             )
             method = "fuzzy" if hit.edits else ("exact" if verbatim else "normalized")
+            generic = verbatim and not hit.edits and self._is_generic(hit.alias.name)
             # Within a brand a verbatim spelling wins a tie: the title does spell the name somewhere.
             rank = (hit.score, verbatim, len(hit.alias.key), -hit.span[0])
             current = best.get(hit.alias.brand_id)
             if current is None or rank > current[0]:
-                match = TextMatch(hit.alias.brand_id, hit.score, raw, hit.span, method, not verbatim)
+                match = TextMatch(hit.alias.brand_id, hit.score, raw, hit.span, method, not verbatim, generic)
                 best[hit.alias.brand_id] = (rank, hit, match)
 
         def contains(outer: _Hit, inner: _Hit) -> bool:
@@ -811,11 +825,12 @@ class BrandTextMatcher:
 
         hits_kept = [h for _, h, _ in best.values()]
 
-        def order(item: tuple[tuple[float, bool, int, int], _Hit, TextMatch]) -> tuple[bool, float, bool, int, int]:
+        def order(item: tuple[tuple[float, bool, int, int], _Hit, TextMatch]) -> tuple[bool, bool, float, bool, int, int]:
             (score, _, key_len, neg_start), hit, match = item
             inside = any(contains(other, hit) for other in hits_kept if other is not hit)
-            # Between equal scores a disguised spelling wins: "IOТА ... Sneakers Black" names IOTA, on purpose.
-            return (not inside, score, match.obfuscated, key_len, neg_start)
+            # A generic word ranks last ("Saam's Club Hoodie - Black" names Sam's Club); between equal scores a
+            # disguised spelling wins: "IOТА ... Sneakers Black" names IOTA, on purpose.
+            return (not inside, not match.generic, score, match.obfuscated, key_len, neg_start)
 
         ranked = sorted(best.values(), key=order, reverse=True)
         return [m for _, _, m in ranked[:top_k]]

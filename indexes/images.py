@@ -25,6 +25,7 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 __all__ = [
     "ALLOWED_FORMATS",
+    "DARK_MATTE",
     "ImageConfig",
     "ImageError",
     "PreparedImage",
@@ -92,7 +93,8 @@ def decode_image(
 
     Returns:
         A fully loaded RGB image: EXIF orientation applied, CMYK and ICC-tagged images converted to sRGB, 16-bit
-        samples scaled to 8 bits, palette and alpha images composited on white.
+        samples scaled to 8 bits, palette and alpha images composited on white (on near-black when what is
+        visible is light: a white logo).
 
     Raises:
         ImageError: The bytes are empty, too large, not an allowed format, a decompression bomb, truncated or
@@ -149,8 +151,24 @@ def normalize_image(img: Image.Image) -> Image.Image:
     return _to_rgb(upright)
 
 
+DARK_MATTE = (24, 24, 24)
+
+
+def _matte(img: Image.Image) -> tuple[int, int, int]:
+    """Background for a transparent image: white, unless what is visible is light (a white logo for dark pages
+    would vanish on white), then near-black."""
+    rgba = np.asarray(img, dtype=np.float64)
+    alpha = rgba[..., 3] / 255.0
+    if alpha.sum() < 1.0:
+        return (255, 255, 255)
+    luma = (rgba[..., :3] @ np.array([0.299, 0.587, 0.114])) / 255.0
+    visible = float((luma * alpha).sum() / alpha.sum())
+    # The background farther from the visible pixels' mean brightness (white at 1, the dark matte at ~0.09).
+    return (255, 255, 255) if visible <= (1.0 + DARK_MATTE[0] / 255.0) / 2 else DARK_MATTE
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to RGB; alpha is composited on white."""
+    """Convert any Pillow mode to RGB; alpha is composited on white, or near-black when the visible part is light."""
     icc = img.info.get("icc_profile")
     mode = img.mode
     if mode in _HIGH_DEPTH_MODES:
@@ -160,7 +178,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         img = img.convert("RGBA") if (mode in _ALPHA_MODES or "transparency" in img.info) else img.convert("RGB")
         mode = img.mode
     if mode == "RGBA":
-        background = Image.new("RGB", img.size, (255, 255, 255))
+        background = Image.new("RGB", img.size, _matte(img))
         background.paste(img, mask=img.getchannel("A"))
         return background
     if icc and mode in ("RGB", "CMYK"):

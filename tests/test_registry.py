@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from indexes.images import ImageConfig, ImageError, decode_image, encode_image, prepare_image, sha256_hex
+from indexes.images import DARK_MATTE, ImageConfig, ImageError, decode_image, encode_image, prepare_image, sha256_hex
 from indexes.registry import (
     Base,
     Conflict,
@@ -140,6 +140,18 @@ def test_decode_composites_alpha_webp_and_la_png_on_white() -> None:
     assert img.getpixel((2, 5)) == (0, 0, 255) and img.getpixel((8, 5)) == (255, 255, 255)
     la = Image.new("LA", (4, 4), (0, 0))
     assert decode_image(encode(la, "PNG")).getpixel((1, 1)) == (255, 255, 255)
+
+
+def test_decode_puts_a_light_transparent_logo_on_a_dark_matte() -> None:
+    # A white logo exported for dark web pages would vanish on white; a dark or coloured one keeps the white matte.
+    rgba = Image.new("RGBA", (12, 12), (0, 0, 0, 0))
+    rgba.paste((255, 255, 255, 255), (3, 3, 9, 9))
+    img = decode_image(encode(rgba, "PNG"))
+    assert img.getpixel((5, 5)) == (255, 255, 255) and img.getpixel((0, 0)) == DARK_MATTE
+    rgba.paste((250, 220, 30, 255), (3, 3, 9, 9))  # yellow is light too
+    assert decode_image(encode(rgba, "PNG")).getpixel((0, 0)) == DARK_MATTE
+    rgba.paste((200, 30, 30, 255), (3, 3, 9, 9))
+    assert decode_image(encode(rgba, "PNG")).getpixel((0, 0)) == (255, 255, 255)
 
 
 def test_decode_applies_exif_orientation() -> None:

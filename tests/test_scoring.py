@@ -120,6 +120,24 @@ def test_mirrored_reupload_is_told_apart_from_other_photos_of_the_same_product(d
     assert copied[0].margin > 0 and copied[0].margin > max(e.margin for e in fresh)
 
 
+def test_a_brand_named_by_a_common_word_is_not_found_in_every_title_using_the_word(default_bundle, tmp_path):
+    """Brand "Black" (a real simple-icons brand): "Men's Black Sneakers" with a plain photo names no brand; the same
+    title spelling the name in disguise ("8lack", a digit for the B) is text evidence of Black."""
+    rng = np.random.default_rng(5)
+    photo = render.compose_listing_photo(None, rng, 320, product="sneaker")
+    with Catalog.open(tmp_path / "home", default_bundle.embedder) as catalog:
+        icon = render.get_icon("black")
+        brand_id, _ = catalog.add_brand(icon.title)
+        catalog.add_assets([AssetInput(brand_id, "authentic", render.render_reference(icon, "light"))])
+        scorer = Scorer(default_bundle, catalog)
+        plain, disguised = scorer.score_batch([Listing("plain", title="Men's Black Sneakers", images=[photo]),
+                                               Listing("disguised", title="Men's 8lack Sneakers", images=[photo])])
+    assert plain.signals["title_brand_score"] == 0.0 and plain.brand is None
+    assert not [e for e in plain.evidence if e.modality == "text"]
+    assert disguised.signals["title_brand_score"] > 0.5 and disguised.signals["title_obfuscated"] is True
+    assert [e.brand_id for e in disguised.evidence if e.modality == "text"] == [brand_id]
+
+
 def test_policy_decisions():
     policy = PolicyConfig(name="t", review_threshold=0.4, block_threshold=0.9)
     assert decide(0.1, policy) == "allow"

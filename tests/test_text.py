@@ -235,9 +235,11 @@ def test_generic_title_names_no_brand(matcher: BrandTextMatcher, title: str) -> 
 @pytest.mark.parametrize(("title", "slug"), KNOWN_COMMON_WORD_TITLES)
 def test_common_word_brand_names_match_verbatim(matcher: BrandTextMatcher, title: str, slug: str) -> None:
     # The known risk, pinned: the hit is a verbatim common English word, never a typo or normalisation artefact.
+    # The most common words (Zipf >= generic_zipf: "box") are flagged generic, which the featurizer ignores.
     top = _top(matcher, title)
     assert top is not None and (top.brand_id, top.method, top.obfuscated) == (slug, "exact", False)
-    assert zipf_frequency(top.matched_text, "en") >= 3.0
+    zipf = zipf_frequency(top.matched_text, "en")
+    assert zipf >= 3.0 and top.generic == (zipf >= matcher.config.generic_zipf)
 
 
 def test_incremental_add_and_remove(icons: dict[str, str]) -> None:
@@ -478,3 +480,30 @@ def test_a_disguised_name_wins_a_tie_with_a_plain_word():
     assert (first.brand_id, first.score, first.obfuscated) == ("iota", 1.0, True)
     plain = matcher.match("IOTA Essential Low Top Sneakers Black")  # spelt plainly: no preference from disguise
     assert {m.brand_id for m in plain} == {"iota", "black"} and not any(m.obfuscated for m in plain)
+
+
+def test_a_brand_named_by_a_common_word_is_generic_unless_disguised():
+    matcher = BrandTextMatcher([("black", ["Black"]), ("samsclub", ["Sam's Club"]), ("google", ["Google"])])
+    plain = matcher.match("Men's Black Sneakers")
+    assert [(m.brand_id, m.generic) for m in plain] == [("black", True)]
+    assert matcher.match("Google Pixel case")[0].generic is False  # Zipf 4.9: a brand more than a word
+    disguised = matcher.match("Bl\u0430ck Sneakers")[0]  # Cyrillic а: nobody disguises a colour
+    assert (disguised.brand_id, disguised.obfuscated, disguised.generic) == ("black", True, False)
+    assert matcher.match("Black Crew Socks (Black Store)")[0].generic is True
+    # A typo of a brand outranks a colour word that happens to be a brand's name.
+    ranked = matcher.match("Saam's Club Pullover Hoodie - Black, L")
+    assert [(m.brand_id, m.generic) for m in ranked] == [("samsclub", False), ("black", True)]
+    assert BrandTextMatcher([("black", ["Black"])], TextMatcherConfig(generic_zipf=9.0)).match("Black cap")[0].generic is False
+
+
+@pytest.mark.parametrize(("title", "found"), [
+    ("N B B Premium Ceramic Mug", True),
+    ("Mug by N.B.B.", True),
+    ("x N B B mug", False),  # a short name is the whole run of letters, never part of one
+    ("n b b mug", False),  # and keeps its casing
+])
+def test_short_name_written_apart(title: str, found: bool) -> None:
+    matches = BrandTextMatcher([("nbb", ["NBB"])]).match(title)
+    assert bool(matches) == found
+    if found:
+        assert (matches[0].brand_id, matches[0].obfuscated) == ("nbb", True)
