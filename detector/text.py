@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------------------------------
 
 # Leetspeak is too small and too context-dependent for a library; it is applied only inside words (see _apply_leet).
-_LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "€": "e", "!": "i", "|": "l"}
+_LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g", "@": "a", "$": "s", "€": "e",
+         "!": "i", "|": "l"}
 _LEET_SYMBOLS = frozenset("@$€!|")
 _SMALL_CAPITAL = re.compile(r"LATIN LETTER SMALL CAPITAL ([A-Z])")
 _BIDI_MARKS = "\u200e\u200f"
@@ -529,6 +530,14 @@ def _case_key(s: str) -> str:
     return "".join(c for ch in s for c in _fold_char(ch, casefold=False) if c.isalnum())
 
 
+def _casing_ok(raw_key: str, casings: frozenset[str]) -> bool:
+    """Whether a short name's raw spelling has one of its casings; a leetspeak digit stands for any letter
+    (``K1a`` is Kia, ``N8B`` is NBB, but ``kia`` and ``nBb`` are not)."""
+    return raw_key in casings or any(
+        len(raw_key) == len(c) and all(r == k or not r.isalpha() for r, k in zip(raw_key, c)) for c in casings
+    )
+
+
 @functools.lru_cache(maxsize=65536)
 def _word_zipf(word: str, lang: str) -> float:
     """Zipf frequency of a word (0 for unknown strings such as typos)."""
@@ -713,7 +722,7 @@ class BrandTextMatcher:
                 if len(alias.key) > self.config.short_name_len:
                     continue
                 for span in spans:
-                    if alias.casings and _case_key(title[span[0] : span[1]]) not in alias.casings:
+                    if alias.casings and not _casing_ok(_case_key(title[span[0] : span[1]]), alias.casings):
                         continue
                     hits.append(_Hit(alias, 1.0, span, 0))
         for key, spans in windows.exact.items():

@@ -507,3 +507,16 @@ def test_short_name_written_apart(title: str, found: bool) -> None:
     assert bool(matches) == found
     if found:
         assert (matches[0].brand_id, matches[0].obfuscated) == ("nbb", True)
+
+
+@pytest.mark.parametrize(("title", "found"), [
+    ("dupe K1a Black Fleece Hoodie", True),  # a leetspeak digit stands for a letter of a short name
+    ("N8B Fleece Hoodie - Green", True),  # 8 for B
+    ("Pu9 Everyday Sneakers", True),  # 9 for g
+    ("K14 Retro Sneakers", False),  # one letter among digits is a model number
+    ("kia floor mats", False),  # a short name still keeps its casing
+])
+def test_short_names_in_leetspeak(title: str, found: bool) -> None:
+    matcher = BrandTextMatcher([("kia", ["Kia"]), ("nbb", ["NBB"]), ("pug", ["Pug"])])
+    top = _top(matcher, title)
+    assert (top is not None and top.obfuscated) == found
