@@ -75,6 +75,11 @@ def test_evaluation_metrics_match_independent_counts(trained, small_dataset, tmp
     authentic = [p for p in preds if p["label"] == "authentic"]
     assert metrics["authentic_blocked_rate"] == pytest.approx(
         sum(p["decision"] == "block" for p in authentic) / len(authentic), abs=1e-4)
+    branded = [p for p in preds if p["true_brand_id"] is not None]
+    assert metrics["brand_top1_photo"] == pytest.approx(
+        np.mean([p["image_brand_id"] == p["true_brand_id"] for p in branded]), abs=1e-4)
+    assert metrics["title_top1"] == pytest.approx(
+        np.mean([p["title_brand_id"] == p["true_brand_id"] for p in branded]), abs=1e-4)
     assert (out / "report.html").is_file() and (out / "roc.png").is_file() and (out / "risk_hist.png").is_file()
 
 
