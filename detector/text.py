@@ -436,6 +436,7 @@ class _Alias:
     name: str  # as registered
     key: str  # squashed normalised form
     casings: frozenset[str]  # accepted raw spellings of a short name (folded without casefold, alphanumerics only)
+    generic: bool  # one common word ("Black"): written plainly it names no brand
 
 
 @dataclass(frozen=True)
@@ -640,7 +641,7 @@ class BrandTextMatcher:
             casings = frozenset()
             if len(key) <= cfg.short_name_len and cfg.short_name_case_sensitive:
                 casings = frozenset({_case_key(name), _case_key(name).upper()})
-            aliases.append(_Alias(brand_id, name, key, casings))
+            aliases.append(_Alias(brand_id, name, key, casings, self._is_generic(name)))
         if brand_id in self._names:
             self._remove(brand_id)
         if not aliases:
@@ -809,14 +810,15 @@ class BrandTextMatcher:
 
     def _rank(self, title: str, hits: list[_Hit], top_k: int) -> list[TextMatch]:
         """Best hit per brand, ranked; decides ``method`` and ``obfuscated``."""
-        best: dict[str, tuple[tuple[float, bool, int, int], _Hit, TextMatch]] = {}
+        Ranked = tuple[tuple[float, bool, int, int], _Hit, TextMatch]  # (rank key, hit, match) of one brand
+        best: dict[str, Ranked] = {}
         for hit in hits:
             raw = title[hit.span[0] : hit.span[1]]
             verbatim = any(
                 _verbatim_pattern(a.name).search(_benign(raw)) for a in self._names.get(hit.alias.brand_id, ())
             )
             method = "fuzzy" if hit.edits else ("exact" if verbatim else "normalized")
-            generic = verbatim and not hit.edits and self._is_generic(hit.alias.name)
+            generic = verbatim and not hit.edits and hit.alias.generic
             # Within a brand a verbatim spelling wins a tie: the title does spell the name somewhere.
             rank = (hit.score, verbatim, len(hit.alias.key), -hit.span[0])
             current = best.get(hit.alias.brand_id)
@@ -834,7 +836,7 @@ class BrandTextMatcher:
 
         hits_kept = [h for _, h, _ in best.values()]
 
-        def order(item: tuple[tuple[float, bool, int, int], _Hit, TextMatch]) -> tuple[bool, bool, float, bool, int, int]:
+        def order(item: Ranked) -> tuple[bool, bool, float, bool, int, int]:
             (score, _, key_len, neg_start), hit, match = item
             inside = any(contains(other, hit) for other in hits_kept if other is not hit)
             # A generic word ranks last ("Saam's Club Hoodie - Black" names Sam's Club); between equal scores a

@@ -493,7 +493,8 @@ def test_a_brand_named_by_a_common_word_is_generic_unless_disguised():
     # A typo of a brand outranks a colour word that happens to be a brand's name.
     ranked = matcher.match("Saam's Club Pullover Hoodie - Black, L")
     assert [(m.brand_id, m.generic) for m in ranked] == [("samsclub", False), ("black", True)]
-    assert BrandTextMatcher([("black", ["Black"])], TextMatcherConfig(generic_zipf=9.0)).match("Black cap")[0].generic is False
+    never_generic = TextMatcherConfig(generic_zipf=9.0)
+    assert BrandTextMatcher([("black", ["Black"])], never_generic).match("Black cap")[0].generic is False
 
 
 @pytest.mark.parametrize(("title", "found"), [

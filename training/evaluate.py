@@ -26,11 +26,19 @@ from training.data import load_dataset
 from training.metrics import compute_metrics, decisions_for, fake_top_brand, image_top_brand, title_top_brand
 from training.pipeline import dataset_path, featurize_records, label_features, register_brands
 
-__all__ = ["evaluate", "score_split", "main"]
+__all__ = ["evaluate", "score_split", "sample_records", "main"]
 
 log = logging.getLogger(__name__)
 
 GALLERIES = {"all": ("train", "val", "test"), "test": ("test",)}
+
+
+def sample_records(records: list[dict[str, Any]], max_listings: int | None, seed: int = 0) -> list[dict[str, Any]]:
+    """At most ``max_listings`` of ``records``, a seeded random sample in their original order."""
+    if max_listings is None or len(records) <= max_listings:
+        return records
+    rng = np.random.default_rng(seed)
+    return [records[i] for i in sorted(rng.choice(len(records), max_listings, replace=False))]
 
 
 def score_split(
@@ -48,10 +56,7 @@ def score_split(
     ``home`` keeps the registry (e.g. for the demo server); by default a temporary one is used and removed.
     """
     dataset = load_dataset(dataset_path(data_dir))
-    records = dataset.listings_for(split)
-    if max_listings is not None and len(records) > max_listings:
-        rng = np.random.default_rng(seed)
-        records = [records[i] for i in sorted(rng.choice(len(records), max_listings, replace=False))]
+    records = sample_records(dataset.listings_for(split), max_listings, seed)
     tmp = home is None
     home = Path(tempfile.mkdtemp(prefix="eval-catalog-")) if tmp else Path(home)
     try:

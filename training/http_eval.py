@@ -24,8 +24,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from training.data import Dataset, load_dataset
-from training.evaluate import GALLERIES
-from training.metrics import recall_at_fpr
+from training.evaluate import GALLERIES, sample_records
+from training.metrics import _rate, recall_at_fpr
 from training.pipeline import dataset_path, progress_bar
 
 __all__ = ["register_over_http", "score_over_http", "http_metrics", "main"]
@@ -104,10 +104,6 @@ def score_over_http(api: _Api, dataset: Dataset, records: Sequence[dict[str, Any
     return results
 
 
-def _rate(hits: list[bool]) -> float | None:
-    return round(float(np.mean(hits)), 4) if hits else None
-
-
 def _top_known_fake(result: dict[str, Any]) -> int | None:
     """Brand of the known fake that stands out most in the answer's evidence (largest margin, then similarity)."""
     fakes = [e for e in result["evidence"] if e["kind"] == "known_fake"]
@@ -117,7 +113,7 @@ def _top_known_fake(result: dict[str, Any]) -> int | None:
 
 def http_metrics(records: Sequence[dict[str, Any]], results: Sequence[dict[str, Any]],
                  slug_to_id: dict[str, int]) -> dict[str, Any]:
-    """Decision-level metrics from the answers alone (the same definitions as :func:`training.metrics.compute_metrics`)."""
+    """Decision-level metrics from the answers alone (the definitions of :func:`training.metrics.compute_metrics`)."""
     labels = [r["label"] for r in records]
     kinds = [(r.get("meta") or {}).get("kind") for r in records]
     truth = [slug_to_id.get(r.get("brand_slug")) if r.get("brand_slug") else None for r in records]
@@ -142,7 +138,8 @@ def http_metrics(records: Sequence[dict[str, Any]], results: Sequence[dict[str, 
         "authentic_blocked_rate": _rate([decisions[i] == "block" for i in by["authentic"]]),
         "counterfeit_blocked_recall": _rate([decisions[i] == "block" for i in by["counterfeit"]]),
         "counterfeit_flagged_recall": _rate([decisions[i] != "allow" for i in by["counterfeit"]]),
-        "block_precision": round(sum(decisions[i] == "block" for i in by["counterfeit"]) / n_block, 4) if n_block else None,
+        "block_precision": (round(sum(decisions[i] == "block" for i in by["counterfeit"]) / n_block, 4)
+                            if n_block else None),
         "decisions": {d: decisions.count(d) for d in ("allow", "review", "block")},
         "model_version": results[0]["model_version"] if results else None,
     }
@@ -176,10 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     dataset = load_dataset(dataset_path(args.data))
-    records = dataset.listings_for(args.split)
-    if args.max_listings is not None and len(records) > args.max_listings:  # the same sample as training.evaluate
-        rng = np.random.default_rng(args.seed)
-        records = [records[i] for i in sorted(rng.choice(len(records), args.max_listings, replace=False))]
+    records = sample_records(dataset.listings_for(args.split), args.max_listings, args.seed)  # as training.evaluate
     api = _Api(args.url, *_tokens(args))
     try:
         t0 = time.time()
@@ -197,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(out / "predictions.jsonl", "w") as f:
         for rec, res in zip(records, results):
             f.write(json.dumps({"listing_id": res["listing_id"], "label": rec["label"], "risk": res["risk"],
-                                "decision": res["decision"], "brand_id": res["brand"]["brand_id"] if res["brand"] else None,
+                                "decision": res["decision"],
+                                "brand_id": res["brand"]["brand_id"] if res["brand"] else None,
                                 "known_fake_brand_id": _top_known_fake(res)}) + "\n")
     print(json.dumps(metrics, indent=2))
     return 0
