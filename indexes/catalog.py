@@ -71,11 +71,12 @@ class EmbedderLike(Protocol):
     """What the catalog needs from an embedder (``detector.embedder.Embedder`` satisfies it)."""
 
     model_id: str  # identifies weights + config; an index built by another model_id is refused
+    references_id: str  # model_id plus how references are prepared (framing); keys the authentic index
     dim: int
     fingerprint_dim: int  # length of the near-duplicate fingerprints in the known-fake index
 
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """(N, dim) float32, L2-normalised."""
+    def embed_references(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(N, dim) float32, L2-normalised vectors of brands' reference images (the authentic index)."""
         ...
 
     def embed_fingerprints(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -339,7 +340,9 @@ class Catalog:
 
     def _vector_key(self, name: str) -> str:
         """Key of an index's cached vectors in the registry (fingerprints are cached apart from embeddings)."""
-        return f"{self.embedder.model_id}#fingerprint" if name == FINGERPRINT_INDEX else self.embedder.model_id
+        if name == FINGERPRINT_INDEX:
+            return f"{self.embedder.model_id}#fingerprint"
+        return self.embedder.references_id if name == "image_authentic" else self.embedder.model_id
 
     def _new_index(self, name: str) -> VectorIndex:
         return VectorIndex(self._dim(name), self.index_factory, nprobe=self.nprobe)
@@ -388,6 +391,11 @@ class Catalog:
                 problems.append(
                     f"indexes were built by embedder {embedder.get('model_id')!r} (dim {embedder.get('dim')}), "
                     f"not {self.embedder.model_id!r} (dim {self.embedder.dim})"
+                )
+            elif embedder.get("references_id") != self.embedder.references_id:
+                problems.append(
+                    f"reference images were embedded as {embedder.get('references_id')!r}, "
+                    f"not {self.embedder.references_id!r} (framing changed)"
                 )
             if manifest.get("index_factory") != self.index_factory:
                 problems.append(
@@ -474,7 +482,8 @@ class Catalog:
         manifest = {
             "format": MANIFEST_FORMAT,
             "index_version": state.version,
-            "embedder": {"model_id": self.embedder.model_id, "dim": int(self.embedder.dim)},
+            "embedder": {"model_id": self.embedder.model_id, "references_id": self.embedder.references_id,
+                         "dim": int(self.embedder.dim)},
             "index_factory": self.index_factory,
             "database_backend": self.registry.url.get_backend_name(),
             "faiss_version": faiss.__version__,
@@ -573,7 +582,7 @@ class Catalog:
             return np.zeros((0, dim), np.float32)
         if name == FINGERPRINT_INDEX:
             return self._checked(self.embedder.embed_fingerprints(list(images)), len(images), "fingerprint", dim)
-        return self._checked(self.embedder.embed_images(list(images)), len(images), "image")
+        return self._checked(self.embedder.embed_references(list(images)), len(images), "image")
 
     def _embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -940,7 +949,8 @@ class Catalog:
         state = self._state
         return {
             "index_version": state.version,
-            "embedder": {"model_id": self.embedder.model_id, "dim": int(self.embedder.dim)},
+            "embedder": {"model_id": self.embedder.model_id, "references_id": self.embedder.references_id,
+                         "dim": int(self.embedder.dim)},
             "index_factory": self.index_factory,
             "indexes": {name: state.indexes[name].describe() for name in INDEX_NAMES},
         }

@@ -31,6 +31,7 @@ __all__ = [
     "PreparedImage",
     "decode_image",
     "encode_image",
+    "frame_logo",
     "normalize_image",
     "prepare_image",
     "sha256_hex",
@@ -255,3 +256,49 @@ def prepare_image(image: Image.Image | bytes, config: ImageConfig | None = None)
         rgb.thumbnail((config.max_side, config.max_side), Image.Resampling.LANCZOS)
     png = encode_image(rgb)
     return rgb, PreparedImage(png=png, width=rgb.width, height=rgb.height, sha256=sha256_hex(png))
+
+
+def _background(rgb: np.ndarray, tolerance: int) -> np.ndarray | None:
+    """Colour of a logo image's background: its four corners when they agree (this also holds for a full-bleed
+    rounded or round mark, whose edges are the mark itself), else the most common edge colour when at least half the
+    edge has it; None when neither is true (a photo rather than a logo)."""
+    corners = np.stack([np.median(p.reshape(-1, 3), axis=0)
+                        for p in (rgb[:3, :3], rgb[:3, -3:], rgb[-3:, :3], rgb[-3:, -3:])])
+    if np.abs(corners - corners.mean(0)).max() <= tolerance / 2:
+        return corners.mean(0)
+    edge = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    coarse = edge // 16
+    _, which, counts = np.unique(coarse @ np.array([256, 16, 1]), return_inverse=True, return_counts=True)
+    background = np.median(edge[which.ravel() == counts.argmax()], axis=0)
+    if (np.abs(edge - background).max(1) <= tolerance).mean() < 0.5:
+        return None
+    return background
+
+
+def frame_logo(img: Image.Image, size: int = 256, margin: float = 0.15, tolerance: int = 32) -> Image.Image:
+    """Re-frame a clean logo image the same way whatever margin it was uploaded with.
+
+    Brand teams upload logos tight-cropped, with wide margins or on a transparent background (composited by
+    :func:`decode_image`); an embedder compares photos best against references framed as it was trained on. The
+    logo's bounding box (pixels farther than ``tolerance`` from the background colour) is centred on a
+    ``size`` x ``size`` square of the background colour, its longer side filling ``1 - 2 * margin`` of it.
+
+    An image without a plain background (a product photo) or without anything on it is returned unchanged.
+    A mark that fills a square with square corners cannot be told from a logo on a coloured background; it is
+    framed as the latter.
+    """
+    rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
+    if min(rgb.shape[:2]) < 4:
+        return img
+    background = _background(rgb, tolerance)
+    if background is None:
+        return img
+    ys, xs = np.nonzero(np.abs(rgb - background).max(axis=2) > tolerance)
+    if len(xs) == 0:
+        return img
+    logo = img.convert("RGB").crop((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
+    scale = round(size * (1.0 - 2.0 * margin)) / max(logo.size)
+    logo = logo.resize((max(1, round(logo.width * scale)), max(1, round(logo.height * scale))), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", (size, size), tuple(int(round(v)) for v in background))
+    canvas.paste(logo, ((size - logo.width) // 2, (size - logo.height) // 2))
+    return canvas

@@ -34,6 +34,7 @@ class FakeEmbedder:
 
     def __init__(self, model_id: str = "fake-pixels-trigrams@1", dim: int = DIM) -> None:
         self.model_id = model_id
+        self.references_id = f"{model_id}#as-uploaded"
         self.dim = dim
         rng = np.random.default_rng(1234)
         self._projection = rng.standard_normal((16 * 16 * 3, dim)).astype(np.float32)
@@ -60,6 +61,8 @@ class FakeEmbedder:
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         self.images_embedded += len(images)
         return self._unit(self._pixels(images) @ self._projection + 1e-4 * self._fallback)
+
+    embed_references = embed_images  # no framing: these tests are about the catalog, not the references
 
     def embed_fingerprints(self, images: Sequence[Image.Image]) -> np.ndarray:
         self.images_embedded += len(images)
@@ -154,7 +157,8 @@ def test_empty_home_creates_empty_catalog(home: Path, embedder: FakeEmbedder) ->
         assert (ids == PAD_ID).all() and np.isneginf(sims).all()
         assert catalog.check().ok
     manifest = json.loads((home / "indexes" / "manifest.json").read_text())
-    assert manifest["index_version"] == 0 and manifest["embedder"] == {"model_id": embedder.model_id, "dim": DIM}
+    assert manifest["index_version"] == 0 and manifest["embedder"] == {"model_id": embedder.model_id,
+                                                                "references_id": embedder.references_id, "dim": DIM}
     assert (home / "registry.db").exists()
     with Catalog.open(home, embedder) as catalog:  # reopening the empty catalog verifies cleanly
         assert catalog.index_version == 0
@@ -351,6 +355,18 @@ def test_other_embedder_or_factory_is_refused(home: Path, embedder: FakeEmbedder
         Catalog.open(home, FakeEmbedder(model_id="fake-pixels-trigrams@2"))
     with pytest.raises(IndexMismatchError, match="factory"):
         Catalog.open(home, embedder, index_factory="IVF4,Flat")
+
+
+def test_changed_reference_framing_is_refused_then_references_reembedded(
+    home: Path, embedder: FakeEmbedder, populated: dict
+) -> None:
+    reframed = FakeEmbedder()
+    reframed.references_id = f"{reframed.model_id}#framed-differently"
+    with assert_repairs(home, reframed, "framing changed") as catalog:
+        # Only the reference images were embedded again: fingerprints and texts came from the cache.
+        authentic = catalog.registry.list_assets(kind="authentic")
+        assert reframed.images_embedded == len(authentic) and reframed.texts_embedded == 0
+        assert top_ids(catalog, ["adidas"])[0, 0] == populated["assets"]["Adidas"]
 
 
 def test_crash_between_commit_and_manifest_is_detected(

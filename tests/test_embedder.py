@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -130,3 +131,25 @@ def test_open_clip_model_from_local_checkpoint(tmp_path):
     np.testing.assert_allclose(emb.embed_images([photo])[0], expected, atol=1e-4)
     assert emb.embed_image_regions([photo]).shape == (1, 1 + 9, 32)
     assert emb.embed_texts(["a red shoe"]).shape == (1, 32)
+
+
+def test_references_are_framed_the_way_the_model_was_tuned(default_bundle):
+    # A brand team's upload may be tight-cropped or on a transparent background; the shipped model was tuned on
+    # references with a 15 % margin, and embed_references frames uploads that way before embedding them.
+    from indexes.images import decode_image
+    from training import render
+
+    embedder = default_bundle.embedder
+    icon = render.get_icon("nike")
+    tuned_framing = render.render_reference(icon, "light")
+    tight = render.render_logo(icon, 256, background="FFFFFF").convert("RGB")
+    transparent = render.render_logo(icon, 300)
+    buf = io.BytesIO()
+    transparent.save(buf, format="PNG")
+    uploads = [tight, decode_image(buf.getvalue())]
+    target = embedder.embed_images([tuned_framing])[0]
+    framed = embedder.embed_references(uploads) @ target
+    as_uploaded = embedder.embed_images(uploads) @ target
+    assert (framed > 0.98).all(), framed
+    assert (as_uploaded < framed - 0.05).all(), (as_uploaded, framed)
+    assert embedder.references_id.startswith(embedder.model_id + "#framed-256-0.15")

@@ -9,13 +9,22 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from indexes.images import DARK_MATTE, ImageConfig, ImageError, decode_image, encode_image, prepare_image, sha256_hex
+from indexes.images import (
+    DARK_MATTE,
+    ImageConfig,
+    ImageError,
+    decode_image,
+    encode_image,
+    frame_logo,
+    prepare_image,
+    sha256_hex,
+)
 from indexes.registry import (
     Base,
     Conflict,
@@ -152,6 +161,41 @@ def test_decode_puts_a_light_transparent_logo_on_a_dark_matte() -> None:
     assert decode_image(encode(rgba, "PNG")).getpixel((0, 0)) == DARK_MATTE
     rgba.paste((200, 30, 30, 255), (3, 3, 9, 9))
     assert decode_image(encode(rgba, "PNG")).getpixel((0, 0)) == (255, 255, 255)
+
+
+def mark_on(canvas: tuple[int, int], at: tuple[int, int], background=(255, 255, 255)) -> Image.Image:
+    """A 60x30 red oval with a blue square in it (not symmetric), drawn at ``at`` on a plain canvas."""
+    img = Image.new("RGB", canvas, background)
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((at[0], at[1], at[0] + 59, at[1] + 29), fill=(200, 20, 20))
+    draw.rectangle((at[0] + 12, at[1] + 8, at[0] + 24, at[1] + 20), fill=(20, 20, 200))
+    return img
+
+
+def test_frame_logo_gives_one_framing_whatever_the_upload() -> None:
+    tight = mark_on((60, 30), (0, 0))  # touches every edge
+    wide = mark_on((400, 300), (250, 40))  # off-centre, wide margins, not square
+    framed = [np.asarray(frame_logo(img, size=128, margin=0.25), dtype=np.int16) for img in (tight, wide)]
+    assert framed[0].shape == framed[1].shape == (128, 128, 3)
+    assert np.abs(framed[0] - framed[1]).mean() < 1.0
+    mark = np.nonzero(np.abs(framed[0] - 255).max(axis=2) > 32)
+    # longer side = (1 - 2 * margin) of the canvas, centred
+    assert (mark[1].min(), mark[1].max() + 1) == (32, 96) and (mark[0].min(), mark[0].max() + 1) == (48, 80)
+
+
+def test_frame_logo_keeps_a_round_full_bleed_mark_whole() -> None:
+    # A round mark touching every edge: its corners are the background, not the red disc.
+    disc = Image.new("RGB", (100, 100), (255, 255, 255))
+    ImageDraw.Draw(disc).ellipse((0, 0, 99, 99), fill=(200, 20, 20))
+    framed = frame_logo(disc, size=100, margin=0.2)
+    assert framed.getpixel((50, 50)) == (200, 20, 20) and framed.getpixel((50, 15)) == (255, 255, 255)
+    assert framed.getpixel((50, 25)) == (200, 20, 20)  # the disc now spans 20..80
+
+
+def test_frame_logo_leaves_photos_and_blank_images_alone() -> None:
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    blank = Image.new("RGB", (64, 64), (0, 90, 0))
+    assert frame_logo(photo) is photo and frame_logo(blank) is blank
 
 
 def test_decode_applies_exif_orientation() -> None:

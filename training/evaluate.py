@@ -53,14 +53,15 @@ def score_split(
 ) -> tuple[LabelledFeatures, np.ndarray]:
     """Features and risks of a split's listings, scored against a registry built from the dataset.
 
-    ``home`` keeps the registry (e.g. for the demo server); by default a temporary one is used and removed.
+    ``home`` keeps the registry (e.g. for the demo server); by default a temporary one is used and removed. A kept
+    home whose indexes another model or framing built is rebuilt (the report is logged).
     """
     dataset = load_dataset(dataset_path(data_dir))
     records = sample_records(dataset.listings_for(split), max_listings, seed)
     tmp = home is None
     home = Path(tempfile.mkdtemp(prefix="eval-catalog-")) if tmp else Path(home)
     try:
-        catalog = Catalog.open(home, bundle.embedder)
+        catalog = Catalog.open(home, bundle.embedder, repair=not tmp)
         slug_to_id = register_brands(catalog, dataset, GALLERIES[gallery], progress=progress)
         featurizer = Featurizer(bundle.embedder, catalog, brand_infos(catalog.registry.list_brands()), bundle.feature_config)
         feats = featurize_records(featurizer, dataset, records, progress=progress, description=f"{split}:")
