@@ -468,13 +468,14 @@ def _b64decode(value: str, field: str, max_bytes: int) -> bytes:
         raise ApiError(422, "invalid_base64", f"{field}: not valid base64 ({exc})", field) from None
 
 
-def decode_b64_image(value: str, field: str, config: ServiceConfig) -> tuple[Image.Image, str]:
+def decode_b64_image(value: str, field: str, config: ServiceConfig, svg: bool = False) -> tuple[Image.Image, str]:
     """Decode one base64 image with the service's limits.
 
     Args:
         value: The base64 string from the request.
         field: Its path in the request, for the error (e.g. ``listings[2].images_b64[0]``).
         config: ``max_image_bytes``, ``max_pixels`` and ``max_side`` apply.
+        svg: Accept an SVG document too (brand logos; listing photos are raster).
 
     Returns:
         ``(rgb, sha256)``: the upright RGB image, downscaled to ``max_side``, and the hex SHA-256 of the file bytes.
@@ -484,7 +485,7 @@ def decode_b64_image(value: str, field: str, config: ServiceConfig) -> tuple[Ima
     """
     data = _b64decode(value, field, config.max_image_bytes)
     try:
-        img = decode_image(data, max_pixels=config.max_pixels, max_bytes=config.max_image_bytes)
+        img = decode_image(data, max_pixels=config.max_pixels, max_bytes=config.max_image_bytes, svg=svg)
     except ImageError as exc:
         raise ApiError(422, "invalid_image", f"{field}: {exc.reason}", field) from None
     if max(img.size) > config.max_side:

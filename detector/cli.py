@@ -12,12 +12,15 @@ import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import Progress, track
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = ["app", "main", "open_catalog", "HomeOption", "ModelOption"]
 
@@ -40,7 +43,7 @@ FactoryOption = Annotated[str, typer.Option("--index-factory", envvar="DETECTOR_
                                             help="FAISS factory string for new indexes.")]
 DATABASE_URL_ENV = "DETECTOR_DATABASE_URL"  # SQLAlchemy URL of the registry (default: SQLite in the home folder)
 DEFAULT_HOME = Path("var/home")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".svg"}  # SVG: logos, rendered when added
 
 
 def open_catalog(home: Path, model: str = "default", index_factory: str = "IDMap2,Flat", repair: bool = False):
@@ -122,6 +125,18 @@ def _image_files(paths: list[Path]) -> list[Path]:
     return files
 
 
+def _read_asset(path: Path) -> bytes | Image.Image:
+    """File bytes (checked when added), or the rendered logo of an SVG file."""
+    from indexes.images import ImageError, decode_image
+
+    if path.suffix.lower() != ".svg":
+        return path.read_bytes()
+    try:
+        return decode_image(path.read_bytes(), svg=True)
+    except ImageError as err:
+        raise typer.BadParameter(f"{path}: {err.reason}") from None
+
+
 @assets_app.command("add")
 def assets_add(
     brand: Annotated[str, typer.Argument(help="Brand id or name.")],
@@ -141,7 +156,7 @@ def assets_add(
     _, catalog = open_catalog(home, model, index_factory)
     brand_id = _resolve_brand(catalog.registry, brand)
     files = _image_files(paths)
-    items = [AssetInput(brand_id, kind, f.read_bytes(), title or f.stem, source or str(f))
+    items = [AssetInput(brand_id, kind, _read_asset(f), title or f.stem, source or str(f))
              for f in track(files, description="reading", console=console)]
     with Progress(console=console) as bar:
         task = bar.add_task(f"embedding {len(items)} images", total=len(items))

@@ -218,7 +218,8 @@ class CounterfeitDetector:
     @translate_errors(not_found_field="brand_id", conflict_field="image_b64")
     async def add_asset(self, body: AssetRequest, /) -> AssetCreated:
         """Add a reference image of a brand (role brand): an authentic logo/product photo or a known fake."""
-        image, _ = await asyncio.to_thread(decode_b64_image, body.image_b64, "image_b64", self.config)
+        image, _ = await asyncio.to_thread(decode_b64_image, body.image_b64, "image_b64", self.config,
+                                            svg=True)
         asset_id, version = await self._write(self.catalog.add_asset, body.brand_id, body.kind, image, body.title,
                                               body.source)
         return AssetCreated(asset_id=asset_id, index_version=version)

@@ -34,6 +34,7 @@ __all__ = [
     "frame_logo",
     "normalize_image",
     "prepare_image",
+    "render_svg",
     "sha256_hex",
 ]
 
@@ -83,6 +84,7 @@ def decode_image(
     data: bytes,
     max_pixels: int = ImageConfig.max_pixels,
     max_bytes: int = ImageConfig.max_bytes,
+    svg: bool = False,
 ) -> Image.Image:
     """Decode untrusted bytes into an upright 8-bit RGB image.
 
@@ -91,6 +93,7 @@ def decode_image(
         max_pixels: Largest accepted ``width * height``. The size is read from the header and refused before any
             pixel is decoded; Pillow's own decompression-bomb warning is turned into an error as well.
         max_bytes: Largest accepted encoded size.
+        svg: Also accept an SVG document (brand logos), rendered by :func:`render_svg`.
 
     Returns:
         A fully loaded RGB image: EXIF orientation applied, CMYK and ICC-tagged images converted to sRGB, 16-bit
@@ -108,6 +111,8 @@ def decode_image(
         raise ImageError("empty image file")
     if len(data) > max_bytes:
         raise ImageError(f"image file is {len(data)} bytes; the limit is {max_bytes}")
+    if svg and _looks_like_svg(data):
+        return normalize_image(render_svg(data))
     # The per-call check below is the real limit; catch_warnings only upgrades Pillow's own (global-limit) warning,
     # which we never lower process-wide because other callers may legitimately use a larger limit.
     with warnings.catch_warnings():
@@ -115,9 +120,8 @@ def decode_image(
         try:
             img = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
         except UnidentifiedImageError:
-            raise ImageError(
-                "unsupported or unrecognised image format (allowed: " + ", ".join(ALLOWED_FORMATS) + ")"
-            ) from None
+            allowed = ", ".join(ALLOWED_FORMATS + (("SVG",) if svg else ()))
+            raise ImageError(f"unsupported or unrecognised image format (allowed: {allowed})") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageError(f"image too large (decompression bomb): {exc}") from None
         except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
@@ -140,6 +144,64 @@ def decode_image(
                 raise ImageError(f"image file is truncated: {message}") from None
             raise ImageError(f"cannot decode {img.format} image: {message}") from None
     return normalize_image(img)
+
+
+SVG_SIDE = 512  # longer side of a rendered SVG, pixels (references are framed at 256; photos are embedded at 320)
+_SVG_MAX_ASPECT = 16.0
+
+
+def _looks_like_svg(data: bytes) -> bool:
+    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return head.startswith(b"<svg") or (head.startswith((b"<?xml", b"<!--", b"<!doctype")) and b"<svg" in head)
+
+
+def _svg_length(value: str | None) -> float | None:
+    """A plain or px length attribute ("24", "24px"); None for percentages, other units or garbage."""
+    if not value:
+        return None
+    value = value.strip().removesuffix("px")
+    try:
+        length = float(value)
+    except ValueError:
+        return None
+    return length if 0 < length < float("inf") else None
+
+
+def render_svg(data: bytes, side: int = SVG_SIDE) -> Image.Image:
+    """Rasterise an SVG logo into RGBA with its longer side ``side`` pixels (transparent where nothing is drawn).
+
+    cairosvg parses with defusedxml (XML entities and external DTDs refused) and, in its default safe mode, reads
+    no external file or URL. The output size is fixed here from the document's aspect ratio, never taken from the
+    document, so a hostile ``width`` cannot allocate a huge surface.
+
+    Raises:
+        ImageError: The document cannot be parsed or rendered, or its aspect ratio is beyond 16:1.
+    """
+    import cairosvg
+    from cairosvg.parser import Tree
+
+    try:
+        root = Tree(bytestring=data)
+        box = [float(v) for v in (root.get("viewBox") or "").replace(",", " ").split()]
+        width, height = (box[2], box[3]) if len(box) == 4 else (_svg_length(root.get("width")),
+                                                                _svg_length(root.get("height")))
+    except Exception as exc:  # untrusted input: the XML parser and cairosvg raise many types on malformed documents
+        raise ImageError(f"cannot read SVG: {exc}") from None
+    if not (width and height and width > 0 and height > 0):
+        width = height = 1.0
+    aspect = width / height
+    if not 1.0 / _SVG_MAX_ASPECT <= aspect <= _SVG_MAX_ASPECT:
+        raise ImageError(f"SVG aspect ratio {width:g}:{height:g} is beyond {_SVG_MAX_ASPECT:g}:1")
+    out_w, out_h = (side, max(1, round(side / aspect))) if aspect >= 1 else (max(1, round(side * aspect)), side)
+    try:
+        png = cairosvg.svg2png(bytestring=data, output_width=out_w, output_height=out_h)
+        img = Image.open(io.BytesIO(png))
+        img.load()
+    except Exception as exc:  # as above
+        raise ImageError(f"cannot render SVG: {exc}") from None
+    if img.size != (out_w, out_h):
+        raise ImageError(f"SVG rendered at {img.size}, expected {(out_w, out_h)}")
+    return img
 
 
 def normalize_image(img: Image.Image) -> Image.Image:

@@ -41,6 +41,14 @@ def test_cli_end_to_end(tmp_path, logos, capsys):
 
     code, out = run(capsys, "assets", "add", "Spotify", str(logos / "refs"), "--home", home)
     assert code == 0 and len(out["asset_ids"]) == 2
+    svg = tmp_path / "spotify.svg"
+    svg.write_text(render.get_icon("spotify").svg)  # the logo as brand teams have it
+    code, out = run(capsys, "assets", "add", "Spotify", str(svg), "--home", home)
+    assert code == 0 and len(out["asset_ids"]) == 1
+    svg.write_text("<svg")
+    capsys.readouterr()
+    assert main(["assets", "add", "Spotify", str(svg), "--home", home]) == 2
+    assert "spotify.svg: cannot read SVG" in capsys.readouterr().err
     code, out = run(capsys, "assets", "add", str(brand_id), str(logos / "listing.jpg"), "--kind", "known_fake",
                     "--home", home)
     assert code == 0 and len(out["asset_ids"]) == 1

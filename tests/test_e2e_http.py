@@ -135,10 +135,14 @@ def client(server: Server) -> Iterator[httpx.Client]:
 
 
 # ------------------------------------------------------------------------------------------------------ data
+def enc(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
 def b64(img: Image.Image, fmt: str = "PNG", **kwargs: object) -> str:
     buf = io.BytesIO()
     img.save(buf, format=fmt, **kwargs)
-    return base64.b64encode(buf.getvalue()).decode()
+    return enc(buf.getvalue())
 
 
 def listing_photo(slug: str, seed: int) -> Image.Image:
@@ -350,6 +354,25 @@ def _image_bytes(img: Image.Image, fmt: str, **kwargs: object) -> bytes:
     return buf.getvalue()
 
 
+def test_a_brand_registered_with_its_svg_logo_is_found_in_photos(client: httpx.Client, registered: Registered) -> None:
+    # Brand teams have their logo as SVG: simple-icons' real file (one path, no fill: it renders black, tight).
+    icon = get_icon("spotify")
+    r = client.post("/v1/brands", headers=BRAND, json={"name": icon.title})
+    assert r.status_code == 200, r.text
+    brand_id = r.json()["brand_id"]
+    r = client.post("/v1/assets", headers=BRAND, json={
+        "brand_id": brand_id, "kind": "authentic", "image_b64": enc(icon.svg.encode()), "title": "logo (SVG)"})
+    assert r.status_code == 200, r.text
+    svg_asset = r.json()["asset_id"]
+    out = score(client, listing("svg-1", slug="spotify", seed=3, title="round speaker, great sound"))
+    image_hits = [e for e in out["evidence"] if e["modality"] == "image" and e["kind"] == "authentic"]
+    assert image_hits[0]["asset_id"] == svg_asset and image_hits[0]["brand_id"] == brand_id
+    assert out["brand"] is not None and out["brand"]["brand_id"] == brand_id
+    # Listing photos stay raster-only.
+    r = client.post("/v1/score", headers=MOD, json=listing("svg-2", images_b64=[enc(icon.svg.encode())]))
+    assert r.status_code == 422 and r.json()["error"]["field"] == "images_b64[0]"
+
+
 def test_awkward_but_valid_images_are_accepted(client: httpx.Client, registered: Registered) -> None:
     photo = listing_photo("adidas", seed=5)
     exif = Image.Exif()
@@ -373,7 +396,6 @@ def bad_cases(registered: Registered) -> list[tuple[str, str, dict | bytes, int,
     jpeg = _image_bytes(listing_photo("puma", 2), "JPEG")
     bomb = _image_bytes(Image.new("1", (6000, 6000)), "PNG")  # 36 Mpx in a few kB
     tiff = _image_bytes(Image.new("RGB", (16, 16)), "TIFF")
-    enc = lambda data: base64.b64encode(data).decode()  # noqa: E731
     ok_image = enc(png)
     return [
         ("bad base64", "/v1/score", {"listing_id": "b", "images_b64": ["%%%not-base64"]}, 422, "invalid_base64",
@@ -412,6 +434,11 @@ def bad_cases(registered: Registered) -> list[tuple[str, str, dict | bytes, int,
          422, "invalid_field", "kind"),
         ("asset not an image", "/v1/assets",
          {"brand_id": registered.brand_ids["nike"], "kind": "authentic", "image_b64": enc(b"GIF89a-nope")}, 422,
+         "invalid_image", "image_b64"),
+        ("SVG with an XML entity", "/v1/assets",
+         {"brand_id": registered.brand_ids["nike"], "kind": "authentic", "image_b64": enc(
+             b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+             b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 9 9"><text>&x;</text></svg>')}, 422,
          "invalid_image", "image_b64"),
         ("unknown asset", "/v1/assets/delete", {"asset_id": 987654}, 404, "not_found", "asset_id"),
         ("duplicate asset", "/v1/assets", {"brand_id": registered.brand_ids["nike"], "kind": "authentic",

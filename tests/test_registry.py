@@ -198,6 +198,37 @@ def test_frame_logo_leaves_photos_and_blank_images_alone() -> None:
     assert frame_logo(photo) is photo and frame_logo(blank) is blank
 
 
+def test_decode_renders_svg_logos_only_when_asked() -> None:
+    from training.render import get_icon
+
+    svg = get_icon("nike").svg.encode()  # simple-icons' real file: one black path on a transparent 24x24 box
+    with pytest.raises(ImageError, match="allowed: JPEG, PNG, WEBP, GIF, BMP\\)"):
+        decode_image(svg)  # listing photos: raster only
+    img = decode_image(svg, svg=True)
+    gray = np.asarray(img.convert("L"))
+    assert img.mode == "RGB" and img.size == (512, 512)
+    assert gray[0, 0] == 255 and (gray < 64).mean() > 0.05  # a dark logo, put on white
+    wide = b'<svg xmlns="http://www.w3.org/2000/svg" width="60px" height="20px"><rect width="60" height="20"/></svg>'
+    assert decode_image(wide, svg=True).size == (512, 171)
+
+
+@pytest.mark.parametrize("svg, reason", [
+    (b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+     b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 9 9"><text>&x;</text></svg>', "cannot read SVG"),
+    (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 9', "cannot read SVG"),
+    (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1000 1"><rect width="9" height="1"/></svg>',
+     "aspect ratio"),
+])
+def test_decode_refuses_hostile_or_broken_svg(svg: bytes, reason: str) -> None:
+    with pytest.raises(ImageError, match=reason):
+        decode_image(svg, svg=True)
+
+
+def test_svg_size_comes_from_us_not_from_the_document() -> None:
+    huge = b'<svg xmlns="http://www.w3.org/2000/svg" width="90000000" height="90000000"><circle r="9"/></svg>'
+    assert decode_image(huge, svg=True).size == (512, 512)
+
+
 def test_decode_applies_exif_orientation() -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 CW to display"
