@@ -47,7 +47,7 @@ from starlette.responses import JSONResponse
 from detector.auth import BRAND, MODERATOR, AuthError, TokenStore
 from detector.batching import BatcherClosed
 from detector.listing import Listing
-from indexes.images import ImageError, decode_image
+from indexes.images import ImageError, decode_image, logo_box
 from indexes.registry import Conflict, Invalid, NotFound
 
 __all__ = [
@@ -78,6 +78,7 @@ __all__ = [
     "ScoreResponse",
     "ServiceConfig",
     "decode_b64_image",
+    "reference_warnings",
     "decode_listing",
     "error_response",
     "translate_errors",
@@ -269,6 +270,24 @@ class BrandListResponse(BaseModel):
 class AssetCreated(BaseModel):
     asset_id: int
     index_version: int
+    warnings: list[str] = Field(default_factory=list,
+                                description="Why this asset may work less well than it could (it was added anyway)")
+
+
+MIN_LOGO_SIDE = 128  # px; smaller logos are blown up when framed and match photos less well (README)
+
+
+def reference_warnings(image: Image.Image, kind: str) -> list[str]:
+    """Advice on an uploaded reference: a small authentic logo (longer side of its box under MIN_LOGO_SIDE)."""
+    found = logo_box(image) if kind == "authentic" else None
+    if found is None:
+        return []
+    x0, y0, x1, y1 = found[0]
+    side = max(x1 - x0, y1 - y0)
+    if side >= MIN_LOGO_SIDE:
+        return []
+    return [f"the logo is {side} px on its longer side; logos under {MIN_LOGO_SIDE} px match photos less well "
+            "(upload a larger or vector version)"]
 
 
 class AssetDeleted(BaseModel):

@@ -48,6 +48,7 @@ from detector.api import (
     ServiceConfig,
     decode_b64_image,
     decode_listing,
+    reference_warnings,
     translate_errors,
 )
 from detector.auth import TokenStore, load_tokens
@@ -220,9 +221,10 @@ class CounterfeitDetector:
         """Add a reference image of a brand (role brand): an authentic logo/product photo or a known fake."""
         image, _ = await asyncio.to_thread(decode_b64_image, body.image_b64, "image_b64", self.config,
                                             svg=True)
+        warnings = await asyncio.to_thread(reference_warnings, image, body.kind)
         asset_id, version = await self._write(self.catalog.add_asset, body.brand_id, body.kind, image, body.title,
                                               body.source)
-        return AssetCreated(asset_id=asset_id, index_version=version)
+        return AssetCreated(asset_id=asset_id, index_version=version, warnings=warnings)
 
     @bentoml.api(route="/v1/assets/delete")
     @translate_errors(not_found_field="asset_id")

@@ -32,6 +32,7 @@ __all__ = [
     "decode_image",
     "encode_image",
     "frame_logo",
+    "logo_box",
     "normalize_image",
     "prepare_image",
     "render_svg",
@@ -337,6 +338,22 @@ def _background(rgb: np.ndarray, tolerance: int) -> np.ndarray | None:
     return background
 
 
+def logo_box(img: Image.Image, tolerance: int = 32) -> tuple[tuple[int, int, int, int], tuple[int, int, int]] | None:
+    """Bounding box ``(x0, y0, x1, y1)`` of the logo on a plain background, and that background colour; None for an
+    image without a plain background (a product photo) or without anything on it (see :func:`frame_logo`)."""
+    rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
+    if min(rgb.shape[:2]) < 4:
+        return None
+    background = _background(rgb, tolerance)
+    if background is None:
+        return None
+    ys, xs = np.nonzero(np.abs(rgb - background).max(axis=2) > tolerance)
+    if len(xs) == 0:
+        return None
+    colour = tuple(int(round(v)) for v in background)
+    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1), colour  # type: ignore[return-value]
+
+
 def frame_logo(img: Image.Image, size: int = 256, margin: float = 0.15, tolerance: int = 32) -> Image.Image:
     """Re-frame a clean logo image the same way whatever margin it was uploaded with.
 
@@ -349,18 +366,13 @@ def frame_logo(img: Image.Image, size: int = 256, margin: float = 0.15, toleranc
     A mark that fills a square with square corners cannot be told from a logo on a coloured background; it is
     framed as the latter.
     """
-    rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
-    if min(rgb.shape[:2]) < 4:
+    found = logo_box(img, tolerance)
+    if found is None:
         return img
-    background = _background(rgb, tolerance)
-    if background is None:
-        return img
-    ys, xs = np.nonzero(np.abs(rgb - background).max(axis=2) > tolerance)
-    if len(xs) == 0:
-        return img
-    logo = img.convert("RGB").crop((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
+    box, background = found
+    logo = img.convert("RGB").crop(box)
     scale = round(size * (1.0 - 2.0 * margin)) / max(logo.size)
     logo = logo.resize((max(1, round(logo.width * scale)), max(1, round(logo.height * scale))), Image.Resampling.LANCZOS)
-    canvas = Image.new("RGB", (size, size), tuple(int(round(v)) for v in background))
+    canvas = Image.new("RGB", (size, size), background)
     canvas.paste(logo, ((size - logo.width) // 2, (size - logo.height) // 2))
     return canvas

@@ -364,10 +364,16 @@ def test_a_brand_registered_with_its_svg_logo_is_found_in_photos(client: httpx.C
         "brand_id": brand_id, "kind": "authentic", "image_b64": enc(icon.svg.encode()), "title": "logo (SVG)"})
     assert r.status_code == 200, r.text
     svg_asset = r.json()["asset_id"]
+    assert r.json()["warnings"] == []  # rendered at 512 px
     out = score(client, listing("svg-1", slug="spotify", seed=3, title="round speaker, great sound"))
     image_hits = [e for e in out["evidence"] if e["modality"] == "image" and e["kind"] == "authentic"]
     assert image_hits[0]["asset_id"] == svg_asset and image_hits[0]["brand_id"] == brand_id
     assert out["brand"] is not None and out["brand"]["brand_id"] == brand_id
+    # A small raster logo is added too, with advice.
+    r = client.post("/v1/assets", headers=BRAND, json={
+        "brand_id": brand_id, "kind": "authentic", "image_b64": b64(render_reference(icon, "dark", size=96))})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["warnings"]) == 1 and "67 px" in r.json()["warnings"][0]
     # Listing photos stay raster-only.
     r = client.post("/v1/score", headers=MOD, json=listing("svg-2", images_b64=[enc(icon.svg.encode())]))
     assert r.status_code == 422 and r.json()["error"]["field"] == "images_b64[0]"
