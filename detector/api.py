@@ -78,9 +78,9 @@ __all__ = [
     "ScoreResponse",
     "ServiceConfig",
     "decode_b64_image",
-    "reference_warnings",
     "decode_listing",
     "error_response",
+    "reference_warnings",
     "translate_errors",
     "validation_error",
 ]
