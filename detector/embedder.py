@@ -9,7 +9,9 @@ Model architectures are named JSON configs in ``detector/configs/models`` (open_
   or + a local checkpoint file path.
 
 Weights trained on top of the packaged towers (projections, unfrozen blocks) are applied as a state-dict *delta*, so
-a shipped model only carries what differs from the packages.
+a shipped model only carries what differs from the packages. The delta may also carry a fingerprint whitening
+(:class:`FingerprintWhitening`, keys under ``fingerprint_whitening.``), fitted by training on photos of its
+training brands.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ __all__ = [
     "load_efficientnet_pytorch_weights",
     "region_boxes",
     "fingerprint_regions",
+    "FingerprintWhitening",
     "TappedBlocks",
 ]
 
@@ -56,6 +59,55 @@ log = logging.getLogger(__name__)
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "configs" / "models"
 IMAGE_RUNTIMES = ("torch", "onnx")  # create_embedder(runtime=...)
+WHITENING_PREFIX = "fingerprint_whitening."  # weights-delta keys of a FingerprintWhitening
+
+
+@dataclass(frozen=True)
+class FingerprintWhitening:
+    """PCA whitening of photo fingerprints: ``l2(projection @ (x - mean))``.
+
+    Raw fingerprints of any two product photos are close (cosine ~0.8: product photos share most of what the tuned
+    space encodes), so a re-used photo stands out little from another photo of a similar product. Whitening, fitted
+    on photos of training brands, removes that shared part and equalises the rest: the re-used photo's own known
+    fake then stands clear of the next one.
+    """
+
+    mean: np.ndarray  # (raw_dim,)
+    projection: np.ndarray  # (dim, raw_dim): principal directions scaled by 1 / their standard deviation
+
+    def __post_init__(self) -> None:
+        if self.mean.ndim != 1 or self.projection.ndim != 2 or self.projection.shape[1] != self.mean.shape[0]:
+            raise ValueError(f"fingerprint whitening: projection {self.projection.shape} does not fit mean "
+                             f"{self.mean.shape}")
+
+    @property
+    def dim(self) -> int:
+        return int(self.projection.shape[0])
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        return l2_normalize((raw - self.mean) @ self.projection.T).astype(np.float32)
+
+    @classmethod
+    def fit(cls, raw: np.ndarray, dim: int) -> "FingerprintWhitening":
+        """Fit on raw fingerprints ``(N, raw_dim)``; keeps at most ``min(dim, N - 1)`` directions."""
+        mean = raw.mean(axis=0)
+        _, s, vt = np.linalg.svd(raw - mean, full_matrices=False)
+        keep = max(1, min(dim, len(raw) - 1, int((s > s[0] * 1e-6).sum())))
+        scale = np.sqrt(len(raw)) / s[:keep]
+        return cls(mean.astype(np.float32), (vt[:keep] * scale[:, None]).astype(np.float32))
+
+    def to_delta(self) -> dict[str, torch.Tensor]:
+        """As weights-delta entries (saved with a model's other trained tensors)."""
+        return {f"{WHITENING_PREFIX}mean": torch.from_numpy(self.mean),
+                f"{WHITENING_PREFIX}projection": torch.from_numpy(self.projection)}
+
+    @classmethod
+    def from_delta(cls, delta: Mapping[str, torch.Tensor]) -> "FingerprintWhitening | None":
+        """The whitening held in a weights delta, if any."""
+        if f"{WHITENING_PREFIX}mean" not in delta:
+            return None
+        return cls(delta[f"{WHITENING_PREFIX}mean"].to(torch.float32).numpy(),
+                   delta[f"{WHITENING_PREFIX}projection"].to(torch.float32).numpy())
 
 
 @dataclass
@@ -343,7 +395,8 @@ class Embedder:
 
     Besides the shared space, photos get a *fingerprint* (:meth:`embed_fingerprints`) for near-duplicate search
     (re-uploaded known fakes): the concatenated embeddings of the whole photo and its coarse windows, averaged with
-    those of the mirrored photo so a flipped re-upload matches too.
+    those of the mirrored photo so a flipped re-upload matches too, then whitened when the model carries a
+    :class:`FingerprintWhitening`.
     """
 
     def __init__(
@@ -354,6 +407,7 @@ class Embedder:
         config: ModelConfig,
         version: str = "base",
         batch_size: int = 32,
+        fingerprint_whitening: FingerprintWhitening | None = None,
     ) -> None:
         self.model = model
         self.preprocess = preprocess
@@ -362,12 +416,16 @@ class Embedder:
         self.version = version
         self.batch_size = batch_size
         self.dim = int(config.embed_dim)
+        self.fingerprint_whitening = fingerprint_whitening
         self.image_runtime: OnnxImageTower | None = None  # set by use_onnx(); None runs the torch image tower
         self._is_conv_tower = hasattr(model.visual, "trunk") and hasattr(model.visual.trunk, "forward_features")
         if config.regions.strategy == "feature_map" and not self._is_conv_tower:
             raise ValueError(f"{config.name}: region strategy 'feature_map' needs a timm conv tower; use 'crops'")
         if self._is_conv_tower:
             self.model.visual.trunk.to(memory_format=torch.channels_last)
+        if fingerprint_whitening is not None and fingerprint_whitening.mean.shape[0] != self.raw_fingerprint_dim:
+            raise ValueError(f"fingerprint whitening fitted on {fingerprint_whitening.mean.shape[0]}-d fingerprints; "
+                             f"{config.name} makes {self.raw_fingerprint_dim}-d ones")
 
     def use_onnx(self, path: str | Path, num_threads: int | None = None) -> None:
         """Run the image tower of :meth:`embed_image_regions` / :meth:`embed_images` with ONNX Runtime.
@@ -414,15 +472,28 @@ class Embedder:
         """Region boxes in the order of ``embed_image_regions`` (box 0 is the whole photo)."""
         return region_boxes(self.region_grid, self.config.regions)
 
-    @cached_property
+    @property
+    def raw_fingerprint_dim(self) -> int:
+        """Length of fingerprints before whitening (:meth:`raw_fingerprints_from_regions`)."""
+        return fingerprint_regions(self.region_grid, self.config.regions) * self.dim
+
+    @property
     def fingerprint_dim(self) -> int:
         """Length of :meth:`embed_fingerprints` vectors."""
-        return fingerprint_regions(self.region_grid, self.config.regions) * self.dim
+        w = self.fingerprint_whitening
+        return w.dim if w is not None else self.raw_fingerprint_dim
+
+    def raw_fingerprints_from_regions(self, regions: np.ndarray) -> np.ndarray:
+        """Unwhitened fingerprints ``(N, raw_fingerprint_dim)``: the leading regions' embeddings, concatenated."""
+        n = fingerprint_regions(self.region_grid, self.config.regions)
+        return l2_normalize(np.ascontiguousarray(regions[:, :n]).reshape(len(regions), -1))
+
+    def _whiten(self, raw: np.ndarray) -> np.ndarray:
+        return raw if self.fingerprint_whitening is None else self.fingerprint_whitening(raw)
 
     def fingerprints_from_regions(self, regions: np.ndarray) -> np.ndarray:
         """Fingerprints ``(N, fingerprint_dim)`` of photos from their :meth:`embed_image_regions` output (no mirror)."""
-        n = fingerprint_regions(self.region_grid, self.config.regions)
-        return l2_normalize(np.ascontiguousarray(regions[:, :n]).reshape(len(regions), -1))
+        return self._whiten(self.raw_fingerprints_from_regions(regions))
 
     def embed_fingerprints(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Flip-tolerant fingerprints ``(N, fingerprint_dim)`` for the known-fake index (two passes per image).
@@ -433,9 +504,9 @@ class Embedder:
         if not images:
             return np.zeros((0, self.fingerprint_dim), np.float32)
         rgb = [im.convert("RGB") for im in images]
-        direct = self.fingerprints_from_regions(self.embed_image_regions(rgb))
-        mirrored = self.fingerprints_from_regions(self.embed_image_regions([ImageOps.mirror(im) for im in rgb]))
-        return l2_normalize(direct + mirrored)
+        direct = self.raw_fingerprints_from_regions(self.embed_image_regions(rgb))
+        mirrored = self.raw_fingerprints_from_regions(self.embed_image_regions([ImageOps.mirror(im) for im in rgb]))
+        return self._whiten(l2_normalize(direct + mirrored))
 
     def _batches(self, items: Sequence[Any]):
         for i in range(0, len(items), self.batch_size):
@@ -546,7 +617,8 @@ def create_embedder(
 
     Args:
         config: a model config name, dict or ``ModelConfig``.
-        weights_delta: trained tensors to apply over the packaged tower weights.
+        weights_delta: trained tensors to apply over the packaged tower weights, and optionally a fingerprint
+            whitening (``FingerprintWhitening.to_delta``); all of it goes into the model id.
         num_threads: torch (and ONNX Runtime) CPU threads; None keeps torch's setting.
         batch_size: images or texts per forward pass.
         runtime: image tower runtime, ``"torch"`` or ``"onnx"`` (exported once into ``onnx_cache_dir``, keyed by
@@ -557,9 +629,12 @@ def create_embedder(
         raise ValueError(f"unknown image runtime {runtime!r}; known: {', '.join(IMAGE_RUNTIMES)}")
     if num_threads:
         torch.set_num_threads(num_threads)
-    model, preprocess, tokenizer, cfg = create_model_and_transforms(config, weights_delta)
+    delta = dict(weights_delta or {})
+    whitening = FingerprintWhitening.from_delta(delta)
+    model_delta = {k: v for k, v in delta.items() if not k.startswith(WHITENING_PREFIX)}
+    model, preprocess, tokenizer, cfg = create_model_and_transforms(config, model_delta)
     embedder = Embedder(model, preprocess, tokenizer, cfg, version=weights_version(weights_delta),
-                        batch_size=batch_size)
+                        batch_size=batch_size, fingerprint_whitening=whitening)
     if runtime == "onnx":
         from detector.onnx_runtime import export_image_tower_cached
 

@@ -65,10 +65,12 @@ class Scorer:
     """
 
     def __init__(self, bundle: ModelBundle, catalog: Any, ocr: OcrReader | None = None, max_evidence: int = 10,
-                 known_fake_report_margin: float = 0.1) -> None:
+                 known_fake_report_margin: float | None = None) -> None:
         self.bundle = bundle
-        # Always report a known fake that stands out this much (a re-used photo), whatever its brand.
-        self.known_fake_report_margin = known_fake_report_margin
+        # Always report a known fake that stands out this much (a re-used photo), whatever its brand; the scale of
+        # margins depends on the model's fingerprints, so the model's feature config sets it unless given here.
+        self.known_fake_report_margin = (bundle.feature_config.known_fake_report_margin
+                                         if known_fake_report_margin is None else known_fake_report_margin)
         self.catalog = catalog
         self.max_evidence = max_evidence
         self._lock = threading.RLock()

@@ -270,7 +270,8 @@ def test_known_fake_evidence_and_deletion(client: httpx.Client, registered: Regi
     body = listing("fake-1", images_b64=[b64(reupload, "JPEG", quality=85)])
     before = score(client, body)
     fakes = [e for e in before["evidence"] if e["kind"] == "known_fake"]
-    assert fakes and fakes[0]["asset_id"] == registered.fake_asset_id and fakes[0]["similarity"] > 0.5
+    # Whitened fingerprints: re-uploads score 0.36-0.73 (5-95 %) against their known fake, other photos ~0.1.
+    assert fakes and fakes[0]["asset_id"] == registered.fake_asset_id and fakes[0]["similarity"] > 0.3
     assert before["signals"]["known_fake_similarity"] >= fakes[0]["similarity"] - 1e-6
 
     r = client.post("/v1/assets/delete", json={"asset_id": registered.fake_asset_id}, headers=BRAND)

@@ -11,7 +11,7 @@ import pytest
 import timm
 import torch
 import torchvision.transforms as T
-from PIL import Image
+from PIL import Image, ImageOps
 
 import sklearn.datasets
 from detector.embedder import (
@@ -22,6 +22,7 @@ from detector.embedder import (
     load_efficientnet_pytorch_weights,
     resolve_package_path,
 )
+from detector.vectors import l2_normalize
 
 SAMPLE_IMAGES = Path(sklearn.datasets.__file__).parent / "images"
 
@@ -100,6 +101,36 @@ def test_weights_delta_changes_version_and_output():
     np.testing.assert_allclose(tuned.embed_images(img)[0], base.embed_images(img)[0][::-1], atol=1e-5)
     with pytest.raises(ValueError, match="unknown parameters"):
         create_embedder(weights_delta={"no.such.weight": torch.zeros(1)})
+
+
+def test_fingerprint_whitening_fits_applies_and_travels_in_the_weights_delta(embedder):
+    from detector.embedder import FingerprintWhitening
+
+    rng = np.random.default_rng(0)
+    # Unit vectors sharing a large common part, as raw fingerprints of product photos do.
+    raw = rng.standard_normal((200, 40)) * 0.2 + 3.0 * rng.standard_normal(40)
+    raw /= np.linalg.norm(raw, axis=1, keepdims=True)
+    w = FingerprintWhitening.fit(raw, 16)
+    assert w.dim == 16 and w.projection.shape == (16, 40)
+    z = (raw - w.mean) @ w.projection.T  # before normalisation: unit variance, uncorrelated
+    np.testing.assert_allclose(z.T @ z / len(raw), np.eye(16), atol=1e-4)
+    assert float((raw @ raw.T).mean()) > 0.9 and abs(float((w(raw) @ w(raw).T).mean())) < 0.05
+    assert FingerprintWhitening.fit(raw[:5], 16).dim == 4  # never more directions than the sample supports
+
+    photos = [Image.open(SAMPLE_IMAGES / "china.jpg"), Image.open(SAMPLE_IMAGES / "flower.jpg")]
+    raw_photos = embedder.raw_fingerprints_from_regions(embedder.embed_image_regions(photos))
+    projection = rng.standard_normal((8, embedder.raw_fingerprint_dim)).astype(np.float32)
+    w = FingerprintWhitening(raw_photos.mean(0) * 0.5, projection)
+    whitened = create_embedder(weights_delta=w.to_delta())
+    assert whitened.fingerprint_dim == 8 and whitened.model_id != embedder.model_id
+    got = whitened.fingerprints_from_regions(whitened.embed_image_regions(photos))
+    np.testing.assert_allclose(got, w(raw_photos), atol=1e-5)
+    stored = whitened.embed_fingerprints(photos)  # photo and mirror averaged before whitening
+    mirrored = embedder.raw_fingerprints_from_regions(embedder.embed_image_regions([ImageOps.mirror(p) for p in photos]))
+    np.testing.assert_allclose(stored, w(l2_normalize(raw_photos + mirrored)), atol=1e-5)
+    wrong = FingerprintWhitening(np.zeros(10, np.float32), np.ones((2, 10), np.float32))
+    with pytest.raises(ValueError, match="fitted on 10-d fingerprints"):
+        create_embedder(weights_delta=wrong.to_delta())
 
 
 def test_open_clip_model_from_local_checkpoint(tmp_path):

@@ -34,6 +34,9 @@ def test_training_writes_a_self_describing_model_dir(trained, small_dataset):
     assert 0 <= policy["review_threshold"] <= policy["block_threshold"] <= 1
     bundle = load_model(trained)
     assert bundle.version == meta["version"]
+    # Known-fake fingerprints are whitened, fitted on training photos only (quick config: 64 directions).
+    assert meta["fingerprint_whitening"]["dim"] == bundle.embedder.fingerprint_dim == 64
+    assert meta["fingerprint_whitening"]["raw_dim"] == bundle.embedder.raw_fingerprint_dim
 
 
 def test_training_data_never_holds_held_out_brands(small_dataset):
@@ -127,7 +130,7 @@ def test_retraining_only_the_classifier_reuses_the_embedder(trained, small_datas
             "--embedder-from", str(trained)]
     assert train_mod.main(argv) == 0
     source, retrained = load_model(trained), load_model(out / "model")
-    assert retrained.embedder.version == source.embedder.version  # same fine-tuned weights, nothing re-tuned
+    assert retrained.embedder.version == source.embedder.version  # same weights and, same photos, same whitening
     meta = json.loads((out / "model" / "model.json").read_text())
     assert meta["finetune"]["reused_from"]["version"] == source.version
     assert not (out / "finetune.json").exists()

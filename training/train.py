@@ -25,7 +25,7 @@ import torch
 
 from detector.bundle import save_model_dir
 from detector.dataclass_config import build_config
-from detector.embedder import create_embedder, get_model_config
+from detector.embedder import WHITENING_PREFIX, create_embedder, get_model_config
 from detector.features import FeatureConfig, Featurizer, brand_infos
 from detector.policy import get_policy
 from indexes.catalog import Catalog
@@ -33,6 +33,7 @@ from training.classifier import ClassifierConfig, LabelledFeatures, choose_thres
 from training.data import Dataset, load_dataset
 from training.pipeline import dataset_path, featurize_records, label_features, register_brands
 from training.splits import is_heldout_brand, split_hash
+from training.whitening import WhiteningConfig, fit_fingerprint_whitening
 
 __all__ = ["TrainConfig", "get_train_config", "list_train_configs", "merge_datasets", "train", "assert_no_heldout",
            "main"]
@@ -57,6 +58,7 @@ class TrainConfig:
     classifier: dict[str, Any] = field(default_factory=dict)  # ClassifierConfig fields
     data: dict[str, Any] = field(default_factory=dict)  # DataConfig fields for `detector data generate`
     finetune: dict[str, Any] | None = None  # FinetuneConfig fields; None keeps the packaged towers' projections
+    fingerprint_whitening: dict[str, Any] | None = None  # WhiteningConfig fields; None keeps raw fingerprints
     extra_data: list[str] = field(default_factory=list)  # dataset folders appended by merge_datasets (not capped)
     description: str = ""
 
@@ -194,6 +196,17 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
         val_slugs = {b["slug"] for b in dataset.brands if b["split"] == "val"}
         weights_delta, finetune_report = finetune(FinetuneConfig.from_dict(config.finetune), config.embedder,
                                                   out_dir, progress=progress, exclude_slugs=val_slugs)
+    if weights_delta is not None:  # as serving will load them (fp16 on disk), without a reused model's whitening
+        weights_delta = {k: v.to(torch.float16).to(torch.float32) for k, v in weights_delta.items()
+                         if not k.startswith(WHITENING_PREFIX)}
+    whitening_report = None
+    if config.fingerprint_whitening is not None:
+        whitening, whitening_report = fit_fingerprint_whitening(
+            create_embedder(embedder_config, weights_delta=weights_delta), dataset, records["train"],
+            WhiteningConfig.from_dict(config.fingerprint_whitening), progress)
+        weights_delta = {**(weights_delta or {}),
+                         **{k: v.to(torch.float16).to(torch.float32) for k, v in whitening.to_delta().items()}}
+        log.info("fingerprint whitening: %s", whitening_report)
     embedder = create_embedder(embedder_config, weights_delta=weights_delta)
     home = Path(tempfile.mkdtemp(prefix="train-catalog-", dir=out_dir))
     try:
@@ -240,6 +253,7 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
         },
         "metrics": {"val": val_metrics},
         "finetune": finetune_report,
+        "fingerprint_whitening": whitening_report,
         "wall_time_s": round(time.time() - t_start, 1),
     }
     model_dir = save_model_dir(out_dir / "model", embedder_config=embedder_config,
