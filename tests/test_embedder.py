@@ -184,3 +184,28 @@ def test_references_are_framed_the_way_the_model_was_tuned(default_bundle):
     assert (framed > 0.98).all(), framed
     assert (as_uploaded < framed - 0.05).all(), (as_uploaded, framed)
     assert embedder.references_id.startswith(embedder.model_id + "#framed-256-0.15")
+
+
+def test_shipped_whitened_fingerprints_single_out_a_reused_photo(default_bundle):
+    # A re-upload (cropped, maybe flipped, bordered, captioned, recompressed) against other photos of the same logo on
+    # other products: raw fingerprints score both close to the stored known fake; whitened ones keep them apart.
+    from detector.bundle import load_embedder_weights
+    from detector.embedder import WHITENING_PREFIX
+    from training import render
+
+    whitened = default_bundle.embedder
+    assert whitened.fingerprint_whitening is not None and whitened.fingerprint_dim == 512
+    config, delta = load_embedder_weights("default")
+    raw = create_embedder(config, weights_delta={k: v for k, v in delta.items() if not k.startswith(WHITENING_PREFIX)})
+    logo = render.render_logo(render.get_icon("nike"), 256)
+    gaps: dict[str, list[float]] = {"raw": [], "whitened": []}
+    for seed in range(6):
+        original = render.compose_listing_photo(logo, np.random.default_rng(seed), 320)
+        reupload = render.make_reupload(original, np.random.default_rng(100 + seed))
+        others = [render.compose_listing_photo(logo, np.random.default_rng(200 + seed + k), 320) for k in range(3)]
+        for name, emb in (("raw", raw), ("whitened", whitened)):
+            stored = emb.embed_fingerprints([original])[0]
+            sims = emb.fingerprints_from_regions(emb.embed_image_regions([reupload, *others])) @ stored
+            gaps[name].append(float(sims[0] - sims[1:].max()))
+    assert min(gaps["whitened"]) > 0.15, gaps
+    assert np.mean(gaps["whitened"]) > 2 * np.mean(gaps["raw"]) + 0.1, gaps
