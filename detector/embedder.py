@@ -92,6 +92,8 @@ class FingerprintWhitening:
         """Fit on raw fingerprints ``(N, raw_dim)``; keeps at most ``min(dim, N - 1)`` directions."""
         mean = raw.mean(axis=0)
         _, s, vt = np.linalg.svd(raw - mean, full_matrices=False)
+        if len(s) == 0 or s[0] < 1e-8 * np.sqrt(len(raw)):  # unit fingerprints: no spread at all
+            raise ValueError("fingerprint whitening: the fitting fingerprints are all the same")
         keep = max(1, min(dim, len(raw) - 1, int((s > s[0] * 1e-6).sum())))
         scale = np.sqrt(len(raw)) / s[:keep]
         return cls(mean.astype(np.float32), (vt[:keep] * scale[:, None]).astype(np.float32))

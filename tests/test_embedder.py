@@ -116,6 +116,8 @@ def test_fingerprint_whitening_fits_applies_and_travels_in_the_weights_delta(emb
     np.testing.assert_allclose(z.T @ z / len(raw), np.eye(16), atol=1e-4)
     assert float((raw @ raw.T).mean()) > 0.9 and abs(float((w(raw) @ w(raw).T).mean())) < 0.05
     assert FingerprintWhitening.fit(raw[:5], 16).dim == 4  # never more directions than the sample supports
+    with pytest.raises(ValueError, match="all the same"):
+        FingerprintWhitening.fit(np.repeat(raw[:1], 3, axis=0), 16)
 
     photos = [Image.open(SAMPLE_IMAGES / "china.jpg"), Image.open(SAMPLE_IMAGES / "flower.jpg")]
     raw_photos = embedder.raw_fingerprints_from_regions(embedder.embed_image_regions(photos))
