@@ -72,6 +72,7 @@ class EmbedderLike(Protocol):
 
     model_id: str  # identifies weights + config; an index built by another model_id is refused
     references_id: str  # model_id plus how references are prepared (framing); keys the authentic index
+    fingerprints_id: str  # model_id plus how known fakes' fingerprints are made (views); keys the known-fake index
     dim: int
     fingerprint_dim: int  # length of the near-duplicate fingerprints in the known-fake index
 
@@ -341,7 +342,7 @@ class Catalog:
     def _vector_key(self, name: str) -> str:
         """Key of an index's cached vectors in the registry (fingerprints are cached apart from embeddings)."""
         if name == FINGERPRINT_INDEX:
-            return f"{self.embedder.model_id}#fingerprint"
+            return self.embedder.fingerprints_id
         return self.embedder.references_id if name == "image_authentic" else self.embedder.model_id
 
     def _new_index(self, name: str) -> VectorIndex:
@@ -392,11 +393,17 @@ class Catalog:
                     f"indexes were built by embedder {embedder.get('model_id')!r} (dim {embedder.get('dim')}), "
                     f"not {self.embedder.model_id!r} (dim {self.embedder.dim})"
                 )
-            elif embedder.get("references_id") != self.embedder.references_id:
-                problems.append(
-                    f"reference images were embedded as {embedder.get('references_id')!r}, "
-                    f"not {self.embedder.references_id!r} (framing changed)"
-                )
+            else:
+                if embedder.get("references_id") != self.embedder.references_id:
+                    problems.append(
+                        f"reference images were embedded as {embedder.get('references_id')!r}, "
+                        f"not {self.embedder.references_id!r} (framing changed)"
+                    )
+                # Manifests written before the recipe was recorded used the two-view one ("#fingerprint").
+                made_as = embedder.get("fingerprints_id", f"{embedder.get('model_id')}#fingerprint")
+                if made_as != self.embedder.fingerprints_id:
+                    problems.append(f"known fakes were fingerprinted as {made_as!r}, not "
+                                    f"{self.embedder.fingerprints_id!r} (fingerprint views changed)")
             if manifest.get("index_factory") != self.index_factory:
                 problems.append(
                     f"indexes were built with factory {manifest.get('index_factory')!r}, not {self.index_factory!r}"
@@ -483,7 +490,7 @@ class Catalog:
             "format": MANIFEST_FORMAT,
             "index_version": state.version,
             "embedder": {"model_id": self.embedder.model_id, "references_id": self.embedder.references_id,
-                         "dim": int(self.embedder.dim)},
+                         "fingerprints_id": self.embedder.fingerprints_id, "dim": int(self.embedder.dim)},
             "index_factory": self.index_factory,
             "database_backend": self.registry.url.get_backend_name(),
             "faiss_version": faiss.__version__,
@@ -950,7 +957,7 @@ class Catalog:
         return {
             "index_version": state.version,
             "embedder": {"model_id": self.embedder.model_id, "references_id": self.embedder.references_id,
-                         "dim": int(self.embedder.dim)},
+                         "fingerprints_id": self.embedder.fingerprints_id, "dim": int(self.embedder.dim)},
             "index_factory": self.index_factory,
             "indexes": {name: state.indexes[name].describe() for name in INDEX_NAMES},
         }

@@ -35,6 +35,7 @@ class FakeEmbedder:
     def __init__(self, model_id: str = "fake-pixels-trigrams@1", dim: int = DIM) -> None:
         self.model_id = model_id
         self.references_id = f"{model_id}#as-uploaded"
+        self.fingerprints_id = f"{model_id}#fingerprint"
         self.dim = dim
         rng = np.random.default_rng(1234)
         self._projection = rng.standard_normal((16 * 16 * 3, dim)).astype(np.float32)
@@ -157,8 +158,9 @@ def test_empty_home_creates_empty_catalog(home: Path, embedder: FakeEmbedder) ->
         assert (ids == PAD_ID).all() and np.isneginf(sims).all()
         assert catalog.check().ok
     manifest = json.loads((home / "indexes" / "manifest.json").read_text())
-    assert manifest["index_version"] == 0 and manifest["embedder"] == {"model_id": embedder.model_id,
-                                                                "references_id": embedder.references_id, "dim": DIM}
+    assert manifest["index_version"] == 0 and manifest["embedder"] == {
+        "model_id": embedder.model_id, "references_id": embedder.references_id,
+        "fingerprints_id": embedder.fingerprints_id, "dim": DIM}
     assert (home / "registry.db").exists()
     with Catalog.open(home, embedder) as catalog:  # reopening the empty catalog verifies cleanly
         assert catalog.index_version == 0
@@ -367,6 +369,23 @@ def test_changed_reference_framing_is_refused_then_references_reembedded(
         authentic = catalog.registry.list_assets(kind="authentic")
         assert reframed.images_embedded == len(authentic) and reframed.texts_embedded == 0
         assert top_ids(catalog, ["adidas"])[0, 0] == populated["assets"]["Adidas"]
+
+
+def test_changed_fingerprint_views_are_refused_then_known_fakes_refingerprinted(
+    home: Path, embedder: FakeEmbedder, populated: dict
+) -> None:
+    manifest_path = home / "indexes" / "manifest.json"
+    old = json.loads(manifest_path.read_text())
+    del old["embedder"]["fingerprints_id"]  # written before the recipe was recorded: the two-view one
+    manifest_path.write_text(json.dumps(old))
+    with Catalog.open(home, embedder) as catalog:
+        assert catalog.check().ok
+    bordered = FakeEmbedder()
+    bordered.fingerprints_id = f"{bordered.model_id}#fingerprint-border0.06"
+    with assert_repairs(home, bordered, "fingerprint views changed") as catalog:
+        # Only the known fakes were fingerprinted again: references and texts came from the cache.
+        fakes = catalog.registry.list_assets(kind="known_fake")
+        assert bordered.images_embedded == len(fakes) > 0 and bordered.texts_embedded == 0
 
 
 def test_crash_between_commit_and_manifest_is_detected(

@@ -211,3 +211,19 @@ def test_shipped_whitened_fingerprints_single_out_a_reused_photo(default_bundle)
             gaps[name].append(float(sims[0] - sims[1:].max()))
     assert min(gaps["whitened"]) > 0.15, gaps
     assert np.mean(gaps["whitened"]) > 2 * np.mean(gaps["raw"]) + 0.1, gaps
+
+
+def test_known_fake_fingerprints_can_also_average_bordered_views(embedder):
+    photos = [Image.open(SAMPLE_IMAGES / "china.jpg").convert("RGB")]
+    assert embedder.fingerprints_id == embedder.model_id + "#fingerprint"
+    config = get_model_config("effnet-lite0-minilm").to_dict()
+    config["fingerprints"] = {"border": 0.06}
+    bordered = create_embedder(ModelConfig.from_dict(config))
+    assert bordered.model_id == embedder.model_id  # same weights; the stored fingerprints are keyed apart
+    assert bordered.fingerprints_id == embedder.model_id + "#fingerprint-border0.06"
+    mean = tuple(int(round(v)) for v in np.asarray(photos[0], np.float32).reshape(-1, 3).mean(0))
+    framed = ImageOps.expand(photos[0], border=round(min(photos[0].size) * 0.06), fill=mean)
+    views = [photos[0], ImageOps.mirror(photos[0]), framed, ImageOps.mirror(framed)]
+    raw = embedder.raw_fingerprints_from_regions(embedder.embed_image_regions(views))
+    np.testing.assert_allclose(bordered.embed_fingerprints(photos)[0], l2_normalize(raw.sum(0)), atol=1e-5)
+    np.testing.assert_allclose(embedder.embed_fingerprints(photos)[0], l2_normalize(raw[:2].sum(0)), atol=1e-5)

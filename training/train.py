@@ -59,6 +59,8 @@ class TrainConfig:
     data: dict[str, Any] = field(default_factory=dict)  # DataConfig fields for `detector data generate`
     finetune: dict[str, Any] | None = None  # FinetuneConfig fields; None keeps the packaged towers' projections
     fingerprint_whitening: dict[str, Any] | None = None  # WhiteningConfig fields; None keeps raw fingerprints
+    # ModelConfig fields set over the embedder's config (also over a reused one), e.g. {"fingerprints": {"border": 0.06}}
+    embedder_overrides: dict[str, Any] = field(default_factory=dict)
     extra_data: list[str] = field(default_factory=list)  # dataset folders appended by merge_datasets (not capped)
     description: str = ""
 
@@ -196,6 +198,8 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
         val_slugs = {b["slug"] for b in dataset.brands if b["split"] == "val"}
         weights_delta, finetune_report = finetune(FinetuneConfig.from_dict(config.finetune), config.embedder,
                                                   out_dir, progress=progress, exclude_slugs=val_slugs)
+    if config.embedder_overrides:
+        embedder_config = {**embedder_config, **config.embedder_overrides}
     if weights_delta is not None:  # as serving will load them (fp16 on disk), without a reused model's whitening
         weights_delta = {k: v.to(torch.float16).to(torch.float32) for k, v in weights_delta.items()
                          if not k.startswith(WHITENING_PREFIX)}
