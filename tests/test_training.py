@@ -126,11 +126,16 @@ def test_compare_and_model_store(trained, small_dataset, tmp_path):
 
 def test_retraining_only_the_classifier_reuses_the_embedder(trained, small_dataset, tmp_path):
     out = tmp_path / "run"
-    argv = ["--config", "quick", "--data", str(small_dataset), "--out", str(out), "--no-progress",
-            "--embedder-from", str(trained)]
+    config = json.loads((train_mod.CONFIG_DIR / "quick.json").read_text())
+    config["embedder_overrides"] = {"fingerprints": {"border": 0.06}}  # known fakes stored from bordered views too
+    (tmp_path / "bordered.json").write_text(json.dumps(config))
+    argv = ["--config", str(tmp_path / "bordered.json"), "--data", str(small_dataset), "--out", str(out),
+            "--no-progress", "--embedder-from", str(trained)]
     assert train_mod.main(argv) == 0
     source, retrained = load_model(trained), load_model(out / "model")
     assert retrained.embedder.version == source.embedder.version  # same weights and, same photos, same whitening
+    assert retrained.embedder.fingerprints_id == source.embedder.model_id + "#fingerprint-border0.06"
+    assert source.embedder.fingerprints_id == source.embedder.model_id + "#fingerprint"
     meta = json.loads((out / "model" / "model.json").read_text())
     assert meta["finetune"]["reused_from"]["version"] == source.version
     assert not (out / "finetune.json").exists()
