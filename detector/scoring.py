@@ -79,13 +79,18 @@ class Scorer:
         self.refresh_brands()
 
     def refresh_brands(self) -> None:
-        """Reload the brand table when the catalog changed since the last call."""
+        """Reload the brand table when the catalog changed since the last call.
+
+        The text matcher is rebuilt only when the brands themselves changed (names, aliases, sellers, price floors),
+        not when an asset was added or deleted.
+        """
         version = int(self.catalog.index_version)
         if version == self._brands_version:
             return
         with self._lock:
             brands = brand_infos(self.catalog.registry.list_brands())
-            self.featurizer.set_brands(brands)
+            if brands != self.featurizer.brands:
+                self.featurizer.set_brands(brands)
             self._brands_version = version
 
     def score(self, listing: Listing) -> ScoreResult:

@@ -138,6 +138,21 @@ def test_a_brand_named_by_a_common_word_is_not_found_in_every_title_using_the_wo
     assert [e.brand_id for e in disguised.evidence if e.modality == "text"] == [brand_id]
 
 
+def test_brand_table_is_rebuilt_on_brand_changes_only(default_bundle, tmp_path):
+    icon = render.get_icon("nike")
+    with Catalog.open(tmp_path / "home", default_bundle.embedder) as catalog:
+        nike, _ = catalog.add_brand(icon.title)
+        scorer = Scorer(default_bundle, catalog)
+        matcher = scorer.featurizer.matcher
+        catalog.add_assets([AssetInput(nike, "authentic", render.render_reference(icon, "light"))])
+        result = scorer.score(Listing("after-asset", title="Nike running shoes"))
+        assert result.index_version == catalog.index_version and scorer.featurizer.matcher is matcher
+        adidas, _ = catalog.add_brand("Adidas")
+        result = scorer.score(Listing("after-brand", title="Adidas running shoes"))
+        assert scorer.featurizer.matcher is not matcher and set(scorer.featurizer.brands) == {nike, adidas}
+        assert [e.brand_id for e in result.evidence if e.modality == "text"] == [adidas]
+
+
 def test_policy_decisions():
     policy = PolicyConfig(name="t", review_threshold=0.4, block_threshold=0.9)
     assert decide(0.1, policy) == "allow"
