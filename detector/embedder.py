@@ -536,15 +536,12 @@ class Embedder:
             return np.zeros((0, self.fingerprint_dim), np.float32)
         rgb = [im.convert("RGB") for im in images]
         views = [rgb]
-        if self.config.fingerprints.border:
-            frac = self.config.fingerprints.border
+        if frac := self.config.fingerprints.border:
             views.append([ImageOps.expand(im, border=max(1, round(min(im.size) * frac)), fill=_mean_colour(im))
                           for im in rgb])
-        total = np.zeros((len(rgb), self.raw_fingerprint_dim), np.float32)
-        for view in views:
-            total += self.raw_fingerprints_from_regions(self.embed_image_regions(view))
-            total += self.raw_fingerprints_from_regions(self.embed_image_regions([ImageOps.mirror(im) for im in view]))
-        return self._whiten(l2_normalize(total))
+        views += [[ImageOps.mirror(im) for im in view] for view in views]
+        raw = self.raw_fingerprints_from_regions(self.embed_image_regions([im for view in views for im in view]))
+        return self._whiten(l2_normalize(raw.reshape(len(views), len(rgb), -1).sum(axis=0)))
 
     def _batches(self, items: Sequence[Any]):
         for i in range(0, len(items), self.batch_size):

@@ -339,6 +339,12 @@ class Catalog:
         """Vector length of one index."""
         return int(self.embedder.fingerprint_dim if name == FINGERPRINT_INDEX else self.embedder.dim)
 
+    def _embedder_ids(self) -> dict[str, Any]:
+        """What built the indexes, as the manifest records it."""
+        e = self.embedder
+        return {"model_id": e.model_id, "references_id": e.references_id, "fingerprints_id": e.fingerprints_id,
+                "dim": int(e.dim)}
+
     def _vector_key(self, name: str) -> str:
         """Key of an index's cached vectors in the registry (fingerprints are cached apart from embeddings)."""
         if name == FINGERPRINT_INDEX:
@@ -489,8 +495,7 @@ class Catalog:
         manifest = {
             "format": MANIFEST_FORMAT,
             "index_version": state.version,
-            "embedder": {"model_id": self.embedder.model_id, "references_id": self.embedder.references_id,
-                         "fingerprints_id": self.embedder.fingerprints_id, "dim": int(self.embedder.dim)},
+            "embedder": self._embedder_ids(),
             "index_factory": self.index_factory,
             "database_backend": self.registry.url.get_backend_name(),
             "faiss_version": faiss.__version__,
@@ -956,8 +961,7 @@ class Catalog:
         state = self._state
         return {
             "index_version": state.version,
-            "embedder": {"model_id": self.embedder.model_id, "references_id": self.embedder.references_id,
-                         "fingerprints_id": self.embedder.fingerprints_id, "dim": int(self.embedder.dim)},
+            "embedder": self._embedder_ids(),
             "index_factory": self.index_factory,
             "indexes": {name: state.indexes[name].describe() for name in INDEX_NAMES},
         }

@@ -143,6 +143,11 @@ def merge_datasets(main: Dataset, extras: Sequence[Dataset]) -> tuple[Dataset, l
     return merged, appended
 
 
+def _as_saved(delta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Tensors rounded as the model directory stores them (fp16), so training features are what serving computes."""
+    return {k: v.to(torch.float16).to(torch.float32) for k, v in delta.items()}
+
+
 def _half(group: str, seed: int) -> int:
     return int(hashlib.sha1(f"{seed}:{group}".encode()).hexdigest(), 16) % 2
 
@@ -200,16 +205,14 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
                                                   out_dir, progress=progress, exclude_slugs=val_slugs)
     if config.embedder_overrides:
         embedder_config = {**embedder_config, **config.embedder_overrides}
-    if weights_delta is not None:  # as serving will load them (fp16 on disk), without a reused model's whitening
-        weights_delta = {k: v.to(torch.float16).to(torch.float32) for k, v in weights_delta.items()
-                         if not k.startswith(WHITENING_PREFIX)}
+    if weights_delta is not None:  # without a reused model's whitening: it is refitted below
+        weights_delta = _as_saved({k: v for k, v in weights_delta.items() if not k.startswith(WHITENING_PREFIX)})
     whitening_report = None
     if config.fingerprint_whitening is not None:
         whitening, whitening_report = fit_fingerprint_whitening(
             create_embedder(embedder_config, weights_delta=weights_delta), dataset, records["train"],
             WhiteningConfig.from_dict(config.fingerprint_whitening), progress)
-        weights_delta = {**(weights_delta or {}),
-                         **{k: v.to(torch.float16).to(torch.float32) for k, v in whitening.to_delta().items()}}
+        weights_delta = {**(weights_delta or {}), **_as_saved(whitening.to_delta())}
         log.info("fingerprint whitening: %s", whitening_report)
     embedder = create_embedder(embedder_config, weights_delta=weights_delta)
     home = Path(tempfile.mkdtemp(prefix="train-catalog-", dir=out_dir))
