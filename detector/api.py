@@ -65,6 +65,8 @@ __all__ = [
     "BrandListResponse",
     "BrandOut",
     "BrandRequest",
+    "BrandUpdateRequest",
+    "BrandUpdated",
     "DecodedListing",
     "ErrorResponse",
     "EvidenceOut",
@@ -216,6 +218,22 @@ class BrandRequest(_Body):
     currency: Currency = "USD"
 
 
+class BrandUpdateRequest(_Body):
+    """Body of ``/v1/brands/update``: the fields to change; a field left out keeps its value.
+
+    ``aliases`` and ``authorized_sellers`` replace the whole list (send ``[]`` to clear); ``"min_price": null``
+    removes the price floor.
+    """
+
+    brand_id: RowId
+    aliases: Annotated[list[Alias], Field(max_length=MAX_ALIASES)] | None = None
+    authorized_sellers: Annotated[list[ShortText], Field(max_length=MAX_SELLERS)] | None = Field(
+        None, description="Seller ids allowed to sell the brand (replaces the list)"
+    )
+    min_price: Price | None = Field(None, description="Price floor of genuine goods, in `currency`; null removes it")
+    currency: Currency | None = None
+
+
 class BrandListRequest(_Body):
     """Body of ``/v1/brands/list``: ``{}``."""
 
@@ -261,6 +279,11 @@ class BrandOut(BaseModel):
     currency: str
     n_authentic: int
     n_known_fakes: int
+
+
+class BrandUpdated(BaseModel):
+    brand: BrandOut
+    index_version: int = Field(description="The change holds for scores from this index version on")
 
 
 class BrandListResponse(BaseModel):
@@ -361,6 +384,7 @@ ROUTES: dict[str, Route] = {
     r.path: r
     for r in (
         Route("/v1/brands", frozenset({BRAND}), BrandRequest),
+        Route("/v1/brands/update", frozenset({BRAND}), BrandUpdateRequest),
         Route("/v1/brands/list", frozenset({BRAND, MODERATOR}), BrandListRequest),
         Route("/v1/assets", frozenset({BRAND}), AssetRequest),
         Route("/v1/assets/delete", frozenset({BRAND}), AssetDeleteRequest),

@@ -79,6 +79,40 @@ def brands_add(
     _echo_json({"brand_id": brand_id, "index_version": version})
 
 
+@brands_app.command("update")
+def brands_update(
+    brand: Annotated[str, typer.Argument(help="Brand id, name or alias.")],
+    alias: Annotated[Optional[list[str]], typer.Option("--alias", help="Replace the aliases (repeatable).")] = None,
+    clear_aliases: Annotated[bool, typer.Option("--clear-aliases", help="Remove all aliases.")] = False,
+    seller: Annotated[Optional[list[str]], typer.Option(
+        "--seller", help="Replace the authorised sellers (repeatable).")] = None,
+    clear_sellers: Annotated[bool, typer.Option("--clear-sellers", help="Remove all authorised sellers.")] = False,
+    min_price: Annotated[Optional[float], typer.Option(help="New price floor of genuine goods.")] = None,
+    clear_min_price: Annotated[bool, typer.Option("--clear-min-price", help="Remove the price floor.")] = False,
+    currency: Annotated[Optional[str], typer.Option(help="Currency of the price floor.")] = None,
+    home: HomeOption = DEFAULT_HOME,
+    model: ModelOption = "default",
+    index_factory: FactoryOption = "IDMap2,Flat",
+) -> None:
+    """Change a brand's aliases, authorised sellers or price floor; options left out keep their values."""
+    from indexes.registry import UNSET, RegistryError
+
+    for given, clear, names in ((alias, clear_aliases, "--alias and --clear-aliases"),
+                                (seller, clear_sellers, "--seller and --clear-sellers"),
+                                (min_price, clear_min_price, "--min-price and --clear-min-price")):
+        if given is not None and clear:
+            raise typer.BadParameter(f"{names} contradict each other")
+    _, catalog = open_catalog(home, model, index_factory)
+    try:
+        record, version = catalog.update_brand(
+            _resolve_brand(catalog.registry, brand), aliases=[] if clear_aliases else alias,
+            authorized_sellers=[] if clear_sellers else seller,
+            min_price=None if clear_min_price else UNSET if min_price is None else min_price, currency=currency)
+    except RegistryError as err:
+        raise typer.BadParameter(str(err)) from None
+    _echo_json({"brand": record.to_dict(), "index_version": version})
+
+
 @brands_app.command("list")
 def brands_list(
     home: HomeOption = DEFAULT_HOME,

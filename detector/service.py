@@ -37,6 +37,8 @@ from detector.api import (
     BrandListResponse,
     BrandOut,
     BrandRequest,
+    BrandUpdated,
+    BrandUpdateRequest,
     DecodedListing,
     FeedbackCreated,
     FeedbackRequest,
@@ -54,6 +56,7 @@ from detector.api import (
 from detector.auth import TokenStore, load_tokens
 from detector.batching import BatchConfig, MicroBatcher
 from detector.listing import DECISIONS, Listing
+from indexes.registry import UNSET
 
 __all__ = ["CounterfeitDetector", "ServiceMetrics", "configure_logging", "get_metrics"]
 
@@ -203,17 +206,22 @@ class CounterfeitDetector:
                                               body.authorized_sellers, body.min_price, body.currency)
         return BrandCreated(brand_id=brand_id, index_version=version)
 
+    @bentoml.api(route="/v1/brands/update")
+    @translate_errors(not_found_field="brand_id")
+    async def update_brand(self, body: BrandUpdateRequest, /) -> BrandUpdated:
+        """Change a brand's aliases, authorised sellers, price floor or currency (role brand); fields left out keep
+        their values. Scores from the returned index version on use the change."""
+        brand, version = await self._write(
+            self.catalog.update_brand, body.brand_id, aliases=body.aliases, authorized_sellers=body.authorized_sellers,
+            min_price=body.min_price if "min_price" in body.model_fields_set else UNSET, currency=body.currency)
+        return BrandUpdated(brand=BrandOut(**brand.to_dict()), index_version=version)
+
     @bentoml.api(route="/v1/brands/list")
     @translate_errors()
     async def list_brands(self, body: BrandListRequest, /) -> BrandListResponse:
         """All brands with their active asset counts (role brand or moderator)."""
         records = await asyncio.to_thread(self.catalog.registry.list_brands)
-        return BrandListResponse(brands=[
-            BrandOut(brand_id=b.id, name=b.name, aliases=list(b.aliases), authorized_sellers=list(b.authorized_sellers),
-                     min_price=b.min_price, currency=b.currency, n_authentic=b.n_authentic,
-                     n_known_fakes=b.n_known_fakes)
-            for b in records
-        ])
+        return BrandListResponse(brands=[BrandOut(**b.to_dict()) for b in records])
 
     @bentoml.api(route="/v1/assets")
     @translate_errors(not_found_field="brand_id", conflict_field="image_b64")
@@ -259,9 +267,9 @@ class CounterfeitDetector:
         return FeedbackCreated(feedback_id=feedback_id)
 
     # ------------------------------------------------------------------------------------------------ helpers
-    async def _write(self, fn: Callable[..., R], *args: Any) -> R:
+    async def _write(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """Run a catalog write in the writer thread (writes are serialised; scoring goes on meanwhile)."""
-        return await asyncio.get_running_loop().run_in_executor(self._writer, functools.partial(fn, *args))
+        return await asyncio.get_running_loop().run_in_executor(self._writer, functools.partial(fn, *args, **kwargs))
 
     async def _decode(self, listings: list[ListingIn], prefixed: bool) -> list[DecodedListing]:
         """Decode the listings' photos in a worker thread; errors name the field (``listings[i].images_b64[j]``)."""

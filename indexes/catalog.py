@@ -42,7 +42,17 @@ from sqlalchemy.orm import Session
 
 from indexes.images import ImageConfig, ImageError, PreparedImage, decode_image, prepare_image
 from indexes.index import PAD_ID, VectorIndex, write_atomic
-from indexes.registry import ASSET_KINDS, Conflict, Invalid, Registry, RegistryError, TextEntryRecord
+from indexes.registry import (
+    ASSET_KINDS,
+    UNSET,
+    BrandRecord,
+    Conflict,
+    Invalid,
+    Registry,
+    RegistryError,
+    TextEntryRecord,
+    Unset,
+)
 
 __all__ = [
     "INDEX_NAMES",
@@ -646,6 +656,38 @@ class Catalog:
             brand = self.registry.add_brand(name, aliases, authorized_sellers, min_price, currency, session=session)
             self._index_texts(session, draft, self.registry.list_text_entries(brand_id=brand.id, session=session))
             return brand.id
+
+        return self._commit(mutate)
+
+    def update_brand(
+        self,
+        brand_id: int,
+        *,
+        aliases: Sequence[str] | None = None,
+        authorized_sellers: Sequence[str] | None = None,
+        min_price: float | None | Unset = UNSET,
+        currency: str | None = None,
+    ) -> tuple[BrandRecord, int]:
+        """Change a brand (see :meth:`Registry.update_brand`) and re-index its aliases when they changed.
+
+        Every update starts a new index version, even one that changes no vector (sellers, price floor): scorers
+        re-read the brand table when the version moves, so the change holds from the returned version on.
+
+        Returns:
+            ``(brand, index_version)``.
+        """
+
+        def mutate(session: Session, draft: _Draft) -> BrandRecord:
+            brand, deleted, added = self.registry.update_brand(
+                brand_id, aliases=aliases, authorized_sellers=authorized_sellers, min_price=min_price,
+                currency=currency, session=session)
+            text = draft.index("text")  # touched in any case: the new version tells scorers to re-read brands
+            if deleted:
+                text.remove(np.asarray(deleted, dtype=np.int64))
+                for entry_id in deleted:
+                    draft.text_brands.pop(entry_id, None)
+            self._index_texts(session, draft, added)
+            return brand
 
         return self._commit(mutate)
 

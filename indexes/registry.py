@@ -12,6 +12,7 @@ each call commits on its own. Errors are :class:`RegistryError` subclasses that 
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import math
@@ -58,6 +59,8 @@ __all__ = [
     "FEEDBACK_VERDICTS",
     "SCHEMA_VERSION",
     "TEXT_KINDS",
+    "UNSET",
+    "Unset",
     "AssetRecord",
     "Base",
     "BrandRecord",
@@ -103,6 +106,15 @@ class Conflict(RegistryError):
 
 class Invalid(RegistryError, ValueError):
     """An argument is malformed or out of range (HTTP 422)."""
+
+
+class Unset(enum.Enum):
+    """Type of :data:`UNSET`, the default of an update argument that may also be set to None."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
 
 
 # ---------------------------------------------------------------------------------------------------------- tables
@@ -537,6 +549,54 @@ class Registry:
             s.add_all(TextEntryRow(brand_id=row.id, kind="alias", text=alias) for alias in aliases)
             s.flush()
             return _brand_record(row)
+
+    def update_brand(
+        self,
+        brand_id: int,
+        *,
+        aliases: Sequence[str] | None = None,
+        authorized_sellers: Sequence[str] | None = None,
+        min_price: float | None | Unset = UNSET,
+        currency: str | None = None,
+        session: Session | None = None,
+    ) -> tuple[BrandRecord, list[int], list[TextEntryRecord]]:
+        """Change a brand's aliases, authorised sellers, price floor or currency; ``None`` / ``UNSET`` keep a field.
+
+        ``aliases`` replaces the whole list: alias entries no longer named are deleted, new ones added, unchanged
+        ones kept with their cached vectors. ``min_price=None`` removes the floor.
+
+        Returns:
+            ``(brand, deleted alias entry ids, added alias entries)`` for the caller to update the text index.
+
+        Raises:
+            NotFound: No such brand. Invalid: a field is malformed (nothing is changed).
+        """
+        sellers = None if authorized_sellers is None else _clean_list(authorized_sellers, "authorized_sellers")
+        price = UNSET if min_price is UNSET else _clean_price(min_price)
+        currency = None if currency is None else _clean_currency(currency)
+        with self._scope(session) as s:
+            brand = self._brand_row(s, brand_id)
+            deleted: list[int] = []
+            added: list[TextEntryRow] = []
+            if aliases is not None:
+                wanted = _clean_list(aliases, "aliases", exclude_keys=[brand.name_key])
+                entries = s.execute(select(TextEntryRow).where(TextEntryRow.brand_id == brand_id,
+                                                               TextEntryRow.kind == "alias")).scalars().all()
+                kept = {e.text for e in entries if e.text in wanted}
+                deleted = [e.id for e in entries if e.text not in kept]
+                self._delete_text_rows(s, deleted)
+                added = [TextEntryRow(brand_id=brand_id, kind="alias", text=a) for a in wanted if a not in kept]
+                s.add_all(added)
+                brand.aliases = wanted  # reassign: JSON columns do not track in-place edits
+            if sellers is not None:
+                brand.authorized_sellers = sellers
+            if price is not UNSET:
+                brand.min_price = price
+            if currency is not None:
+                brand.currency = currency
+            s.flush()
+            counts = self._asset_counts(s, brand_id).get(brand_id, (0, 0))
+            return _brand_record(brand, *counts), deleted, [_text_record(r) for r in added]
 
     def _brand_row(self, s: Session, brand_id: int) -> BrandRow:
         row = s.get(BrandRow, brand_id)

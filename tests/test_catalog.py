@@ -271,6 +271,28 @@ def test_text_entries_follow_edits(home: Path, embedder: FakeEmbedder) -> None:
         assert catalog.index_version == version
 
 
+def test_update_brand_reindexes_aliases_and_always_moves_the_version(home: Path, embedder: FakeEmbedder) -> None:
+    with Catalog.open(home, embedder) as catalog:
+        acme, v0 = catalog.add_brand("Acme", aliases=["Acme Corp"], min_price=10)
+        assert catalog.search_texts(embedder.embed_texts(["acme corp"]), k=1)[0][0, 0] > 0.99
+        brand, v1 = catalog.update_brand(acme, aliases=["Roadrunner Gear"])
+        assert v1 == v0 + 1 and brand.aliases == ("Roadrunner Gear",) and catalog.ntotal("text") == 2
+        sims, ids = catalog.search_texts(embedder.embed_texts(["roadrunner gear"]), k=1)
+        assert sims[0, 0] > 0.99 and catalog.brand_of_text_entry(int(ids[0, 0])) == acme
+        assert catalog.search_texts(embedder.embed_texts(["acme corp"]), k=1)[0][0, 0] < 0.9  # the old alias is gone
+        assert set(catalog.search_texts(embedder.embed_texts(["acme"]), k=5)[1][0]) - {-1} == {
+            e.id for e in catalog.registry.list_text_entries(brand_id=acme)}
+        # No vector changes, but scorers must see the new floor: the version moves all the same.
+        brand, v2 = catalog.update_brand(acme, authorized_sellers=["acme-store"], min_price=None)
+        assert v2 == v1 + 1 and brand.min_price is None and brand.authorized_sellers == ("acme-store",)
+        with pytest.raises(Invalid):
+            catalog.update_brand(acme, aliases=["Coyote"], currency="euro")
+        assert catalog.index_version == v2 and catalog.registry.get_brand(acme).aliases == ("Roadrunner Gear",)
+        assert catalog.check().ok
+    with Catalog.open(home, embedder) as catalog:
+        assert catalog.index_version == v2 and catalog.ntotal("text") == 2 and catalog.check().ok
+
+
 def test_bulk_add_is_batched_and_all_or_nothing(home: Path, embedder: FakeEmbedder) -> None:
     with Catalog.open(home, embedder, batch_size=4) as catalog:
         brand, version = catalog.add_brand("Noise Inc")

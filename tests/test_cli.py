@@ -68,6 +68,18 @@ def test_cli_end_to_end(tmp_path, logos, capsys):
     assert code == 0 and out["listing_id"] == "L1" and out["decision"] != "block"
     assert out["signals"]["authorized_seller"] is True
 
+    code, out = run(capsys, "brands", "update", "Spotify AB", "--clear-sellers", "--alias", "Spotify Music",
+                    "--min-price", "20", "--home", home)
+    assert code == 0 and out["brand"]["authorized_sellers"] == [] and out["brand"]["min_price"] == 20.0
+    assert out["brand"]["aliases"] == ["Spotify Music"]
+    code, out = run(capsys, "score", str(listing), "--home", home)
+    assert code == 0 and out["signals"]["authorized_seller"] is False
+    capsys.readouterr()
+    assert main(["brands", "update", "Spotify", "--min-price", "5", "--clear-min-price", "--home", home]) == 2
+    assert "contradict" in capsys.readouterr().err
+    assert main(["brands", "update", "Spotify", "--currency", "dollars", "--home", home]) == 2
+    assert "ISO 4217" in capsys.readouterr().err
+
     code, out = run(capsys, "assets", "delete", str(fake_id), "--home", home)
     assert code == 0 and out["results"] == [{"asset_id": fake_id, "deleted": True}]
     code, out = run(capsys, "score", "--image", str(logos / "listing.jpg"), "--title", "hoodie", "--home", home)

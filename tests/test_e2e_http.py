@@ -308,6 +308,42 @@ def _metric(text: str, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M))
 
 
+def test_brand_updates_hold_from_the_next_score(client: httpx.Client, registered: Registered) -> None:
+    adidas = registered.brand_ids["adidas"]
+    body = listing("update-1", slug="adidas", seed=5, seller_id="adidas-outlet-eu", price=15.0)
+    before = score(client, body)
+    assert before["brand"]["brand_id"] == adidas and before["signals"]["authorized_seller"] is False
+    assert before["signals"]["price_ratio"] == pytest.approx(15.0 / 40.0, abs=1e-3)
+
+    r = client.post("/v1/brands/update", headers=BRAND, json={
+        "brand_id": adidas, "authorized_sellers": ["adidas-official", "adidas-outlet-eu"], "min_price": None,
+        "aliases": ["Three Stripes Co"]})
+    assert r.status_code == 200, r.text
+    updated = r.json()
+    assert updated["index_version"] > before["index_version"]
+    assert updated["brand"]["authorized_sellers"] == ["adidas-official", "adidas-outlet-eu"]
+    assert updated["brand"]["min_price"] is None and updated["brand"]["aliases"] == ["Three Stripes Co"]
+    assert updated["brand"]["currency"] == "USD" and updated["brand"]["n_authentic"] == 2  # left out: unchanged
+
+    after = score(client, body)  # the very next score, no restart
+    assert after["index_version"] == updated["index_version"]
+    assert after["signals"]["authorized_seller"] is True and after["signals"]["price_ratio"] is None
+    assert after["decision"] != "block"  # authorised sellers are never auto-blocked
+    alias = score(client, {"listing_id": "update-2", "title": "Three Stripes Co track jacket"})
+    assert alias["signals"]["candidate_brand_id"] == adidas and alias["signals"]["title_brand_score"] > 0.9
+
+    r = client.post("/v1/brands/update", headers=BRAND, json={"brand_id": adidas, "min_price": -1})
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "min_price")
+    r = client.post("/v1/brands/update", headers=MOD, json={"brand_id": adidas, "min_price": 1})
+    assert r.status_code == 403
+    r = client.post("/v1/brands/update", headers=BRAND, json={"brand_id": 987654, "min_price": 1})
+    assert (r.status_code, r.json()["error"]["field"]) == (404, "brand_id")
+    r = client.post("/v1/brands/update", headers=BRAND, json={
+        "brand_id": adidas, "authorized_sellers": ["adidas-official"], "min_price": 40.0, "aliases": []})
+    assert r.status_code == 200 and r.json()["brand"]["min_price"] == 40.0  # as registered, for the tests below
+    assert score(client, body)["signals"]["authorized_seller"] is False
+
+
 def test_concurrent_clients_share_model_calls(server: Server, registered: Registered) -> None:
     bodies = [listing(f"conc-{i}", slug=SLUGS[i % 3], seed=100 + i) for i in range(8)]
     with server.client() as c:

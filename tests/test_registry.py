@@ -303,6 +303,43 @@ def test_add_brand_validation(registry: Registry, kwargs: dict, message: str) ->
         registry.add_brand(**kwargs)
 
 
+def test_update_brand_changes_only_what_is_given(registry: Registry) -> None:
+    brand = registry.add_brand("Nike", aliases=["Swoosh", "Nike Inc"], authorized_sellers=["nike.com"], min_price=25)
+    old = {e.text: e.id for e in registry.list_text_entries(brand_id=brand.id) if e.kind == "alias"}
+    registry.store_vectors("text", {old["Swoosh"]: np.ones(3, np.float32)}, "m@1")
+
+    updated, deleted, added = registry.update_brand(brand.id, aliases=["Swoosh", "Air Jordan", "nike", "swoosh"])
+    assert updated.aliases == ("Swoosh", "Air Jordan")  # the name and case-duplicates are dropped, order kept
+    assert deleted == [old["Nike Inc"]] and [(e.kind, e.text) for e in added] == [("alias", "Air Jordan")]
+    assert updated.authorized_sellers == ("nike.com",) and updated.min_price == 25.0  # not given: unchanged
+    entries = {e.text: e.id for e in registry.list_text_entries(brand_id=brand.id) if e.kind == "alias"}
+    assert entries["Swoosh"] == old["Swoosh"] and set(entries) == {"Swoosh", "Air Jordan"}
+    assert registry.load_vectors("text", [old["Swoosh"]], "m@1").keys() == {old["Swoosh"]}  # kept alias keeps its vector
+    assert registry.find_brand_by_name("nike inc") is None and registry.find_brand_by_name("air jordan").id == brand.id
+
+    updated, deleted, added = registry.update_brand(brand.id, authorized_sellers=["nike.com", "footlocker"],
+                                                    min_price=None, currency="eur")
+    assert (deleted, added) == ([], [])
+    assert updated.authorized_sellers == ("nike.com", "footlocker") and updated.min_price is None
+    assert updated.currency == "EUR" and updated.aliases == ("Swoosh", "Air Jordan")
+    assert registry.get_brand(brand.id) == updated
+
+    cleared, deleted, _ = registry.update_brand(brand.id, aliases=[], authorized_sellers=[])
+    assert cleared.aliases == () and cleared.authorized_sellers == () and sorted(deleted) == sorted(entries.values())
+    assert [e.kind for e in registry.list_text_entries(brand_id=brand.id)] == ["name"]
+
+
+def test_update_brand_validation_changes_nothing(registry: Registry) -> None:
+    brand = registry.add_brand("Nike", aliases=["Swoosh"], min_price=25)
+    for kwargs, message in [({"min_price": -1}, ">= 0"), ({"currency": "euro"}, "ISO 4217"),
+                            ({"aliases": "Swoosh"}, "list of strings"), ({"authorized_sellers": [3]}, "must be a string")]:
+        with pytest.raises(Invalid, match=message):
+            registry.update_brand(brand.id, **{"aliases": ["Air"], **kwargs})
+    assert registry.get_brand(brand.id) == brand
+    with pytest.raises(NotFound):
+        registry.update_brand(42, min_price=3)
+
+
 def test_missing_rows_raise_not_found(registry: Registry) -> None:
     with pytest.raises(NotFound):
         registry.get_brand(42)

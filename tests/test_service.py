@@ -31,6 +31,7 @@ from detector.api import (
     ApiGate,
     AssetRequest,
     BrandRequest,
+    BrandUpdateRequest,
     FeedbackRequest,
     ScoreBatchRequest,
     ScoreRequest,
@@ -260,6 +261,12 @@ def test_registry_request_validation() -> None:
     assert _fields(AssetRequest, {"brand_id": "1", "kind": "authentic", "image_b64": "x"}) == ["brand_id"]
     assert _fields(AssetRequest, {"brand_id": 1, "kind": "authentic"}) == ["image_b64"]
     assert _fields(FeedbackRequest, {"listing_id": "a", "verdict": "fake"}) == ["verdict"]
+    update = BrandUpdateRequest.model_validate({"brand_id": 3, "min_price": None})
+    assert update.model_fields_set == {"brand_id", "min_price"} and update.aliases is None  # null is not "left out"
+    assert "min_price" not in BrandUpdateRequest.model_validate({"brand_id": 3}).model_fields_set
+    assert _fields(BrandUpdateRequest, {"min_price": 3}) == ["brand_id"]
+    assert _fields(BrandUpdateRequest, {"brand_id": 3, "authorized_sellers": "shop"}) == ["authorized_sellers"]
+    assert _fields(BrandUpdateRequest, {"brand_id": 3, "name": "Renamed"}) == ["name"]  # names are not updated here
 
 
 # ------------------------------------------------------------------------------------------------------ images
