@@ -38,3 +38,17 @@ def default_bundle():
     from detector.bundle import load_model
 
     return load_model("default")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server for the tests that check the registry's PostgreSQL support (see tests/postgres.py).
+
+    Skipped, with the reason in pytest's summary, only where PostgreSQL is not installed at all.
+    """
+    from tests.postgres import find_pg_bin, postgres_server
+
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed (initdb not found): PostgreSQL registry tests not run")
+    with postgres_server() as server:
+        yield server

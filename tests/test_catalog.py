@@ -567,3 +567,31 @@ def test_searches_run_safely_during_writes(home: Path, embedder: FakeEmbedder, p
             thread.join()
         assert not errors, errors
         assert catalog.ntotal("image_authentic") == len(LOGOS) + 8
+
+
+# ------------------------------------------------------------------------------------------------ PostgreSQL
+def test_catalog_lifecycle_on_postgresql(home: Path, pg_server) -> None:
+    """The registry behind a catalog may be PostgreSQL: writes, searches, restart, check and rebuild all hold."""
+    url = pg_server.create_database()
+    embedder = FakeEmbedder()
+    with Catalog.open(home, embedder, database_url=url) as catalog:
+        ids, _ = catalog.add_brands([{"name": n, "aliases": [f"{n} Official"]} for n in LOGOS])
+        brands = dict(zip(LOGOS, ids))
+        added, _ = catalog.add_assets(
+            [AssetInput(brands[n], "authentic", as_jpeg(render_logo(s)), title=f"{n} logo tee") for n, s in LOGOS.items()])
+        assets = dict(zip(LOGOS, added))
+        fake_id, _ = catalog.add_asset(brands["Nike"], "known_fake", render_logo("nike", color="FF00FF"))
+        np.testing.assert_array_equal(top_ids(catalog, list(LOGOS.values()))[:, 0], [assets[n] for n in LOGOS])
+        assert top_ids(catalog, ["nike"], kind="known_fake", k=1)[0, 0] == fake_id
+        assert catalog.delete_asset(assets["Puma"])[0]
+        brand, version = catalog.update_brand(brands["AMD"], aliases=["Radeon"], min_price=99.0)
+        assert brand.aliases == ("Radeon",) and catalog.check().ok
+        before = top_ids(catalog, list(LOGOS.values()))
+    assert not (home / "registry.db").exists()  # nothing went to the default SQLite file
+    with Catalog.open(home, embedder, database_url=url) as catalog:
+        assert catalog.index_version == version and catalog.check().ok
+        np.testing.assert_array_equal(top_ids(catalog, list(LOGOS.values())), before)
+        assert catalog.registry.get_brand(brands["AMD"]).min_price == 99.0
+        embedded = embedder.images_embedded
+        assert catalog.rebuild() == version + 1 and embedder.images_embedded == embedded  # cached vectors reused
+        np.testing.assert_array_equal(top_ids(catalog, list(LOGOS.values())), before)

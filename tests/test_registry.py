@@ -64,9 +64,17 @@ def bomb_png(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """Every registry test runs on SQLite (the default) and on a real PostgreSQL server (a fresh database each)."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("pg_server").create_database()
+    return f"sqlite:///{tmp_path / 'db' / 'registry.db'}"
+
+
 @pytest.fixture
-def registry(tmp_path) -> Registry:
-    reg = Registry(f"sqlite:///{tmp_path / 'db' / 'registry.db'}")
+def registry(database_url: str) -> Registry:
+    reg = Registry(database_url)
     yield reg
     reg.close()
 
@@ -476,8 +484,8 @@ def test_vector_cache_round_trip_per_model(registry: Registry) -> None:
     assert registry.load_vectors("text", [7], "model-a@1") == {}
 
 
-def test_index_version_bumps_and_persists(tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'r.db'}"
+def test_index_version_bumps_and_persists(database_url: str) -> None:
+    url = database_url
     with Registry(url) as reg:
         assert reg.get_index_version() == 0
         assert reg.bump_index_version() == 1
@@ -495,17 +503,18 @@ def test_rolled_back_transaction_leaves_nothing(registry: Registry) -> None:
     assert registry.list_brands() == [] and registry.get_index_version() == 0
 
 
-def test_sqlite_uses_wal_and_enforces_foreign_keys(registry: Registry) -> None:
-    with registry.engine.connect() as conn:
-        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+def test_foreign_keys_are_enforced_and_sqlite_uses_wal(registry: Registry) -> None:
+    if registry.url.get_backend_name() == "sqlite":
+        with registry.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
     with pytest.raises(IntegrityError), registry.transaction() as session:
         session.add(TextEntryRow(brand_id=12345, kind="alias", text="orphan"))
         session.flush()
 
 
-def test_refuses_other_schema_version(tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'r.db'}"
+def test_refuses_other_schema_version(database_url: str) -> None:
+    url = database_url
     with Registry(url) as reg, reg.transaction() as session:
         session.get(MetaRow, "schema_version").value = "999"
     with pytest.raises(RegistryError, match="schema v999"):
