@@ -19,6 +19,7 @@ import logging
 import struct
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
@@ -151,6 +152,64 @@ SVG_SIDE = 512  # longer side of a rendered SVG, pixels (references are framed a
 _SVG_MAX_ASPECT = 16.0
 
 
+SVG_MAX_ELEMENTS = 20_000  # elements drawn, <use> references expanded
+SVG_MAX_DRAW_CHARS = 500_000  # path / polygon coordinates and text drawn, in characters, <use> references expanded
+_XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
+
+
+def _check_svg_cost(data: bytes) -> None:
+    """Refuse an SVG whose rendering would take long, before cairosvg sees it.
+
+    cairosvg's time grows with what is drawn, not with the file size: a 1.7 kB document of nested ``<use>``
+    references (10 per level, 5 levels) draws 100,000 elements (cairosvg gives up there, after ~15-30 s on one core),
+    and one path of 100,000 points (1.2 MB) takes ~10-20 s. Real logos are far below both limits: the largest of
+    simple-icons' ~3,470 is one path of 54 kB (0.2 s).
+
+    Raises:
+        ImageError: Too many elements or too much path data once ``<use>`` references are expanded, a ``<use>``
+            cycle, nesting too deep to walk, or XML that does not parse (entities and DTDs are refused).
+    """
+    from defusedxml import ElementTree
+
+    try:
+        root = ElementTree.fromstring(data)
+    except Exception as exc:  # untrusted input: defusedxml and expat raise several types
+        raise ImageError(f"cannot read SVG: {exc}") from None
+    by_id = {el.get("id"): el for el in root.iter() if el.get("id")}
+    memo: dict[int, tuple[int, int]] = {}
+    active: set[int] = set()
+
+    def cost(el: Any) -> tuple[int, int]:
+        key = id(el)
+        if key in memo:
+            return memo[key]
+        if key in active:
+            raise ImageError("SVG <use> references form a cycle")
+        active.add(key)
+        n, chars = 1, len(el.get("d") or "") + len(el.get("points") or "") + len(el.text or "")
+        children = list(el)
+        href = el.get(_XLINK_HREF) or el.get("href") or ""
+        if el.tag.rsplit("}", 1)[-1] == "use" and href.startswith("#") and href[1:] in by_id:
+            children.append(by_id[href[1:]])
+        for child in children:
+            dn, dc = cost(child)
+            n, chars = n + dn, chars + dc
+            if n > SVG_MAX_ELEMENTS:
+                raise ImageError(f"SVG draws more than {SVG_MAX_ELEMENTS} elements (<use> references expanded)")
+            if chars > SVG_MAX_DRAW_CHARS:
+                raise ImageError(f"SVG draws more than {SVG_MAX_DRAW_CHARS} characters of path data or text")
+        active.discard(key)
+        memo[key] = (n, chars)
+        return n, chars
+
+    try:
+        _, chars = cost(root)
+    except RecursionError:
+        raise ImageError("SVG elements are nested too deeply") from None
+    if chars > SVG_MAX_DRAW_CHARS:
+        raise ImageError(f"SVG draws more than {SVG_MAX_DRAW_CHARS} characters of path data or text")
+
+
 def _looks_like_svg(data: bytes) -> bool:
     head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     return head.startswith(b"<svg") or (head.startswith((b"<?xml", b"<!--", b"<!doctype")) and b"<svg" in head)
@@ -176,11 +235,13 @@ def render_svg(data: bytes, side: int = SVG_SIDE) -> Image.Image:
     document, so a hostile ``width`` cannot allocate a huge surface.
 
     Raises:
-        ImageError: The document cannot be parsed or rendered, or its aspect ratio is beyond 16:1.
+        ImageError: The document cannot be parsed or rendered, would draw too much (:func:`_check_svg_cost`), or its
+            aspect ratio is beyond 16:1.
     """
     import cairosvg
     from cairosvg.parser import Tree
 
+    _check_svg_cost(data)
     try:
         root = Tree(bytestring=data)
         box = [float(v) for v in (root.get("viewBox") or "").replace(",", " ").split()]

@@ -36,6 +36,7 @@ from indexes.registry import (
     TextEntryRow,
     normalize_name,
 )
+from training.render import list_icons
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -230,6 +231,34 @@ def test_decode_renders_svg_logos_only_when_asked() -> None:
 def test_decode_refuses_hostile_or_broken_svg(svg: bytes, reason: str) -> None:
     with pytest.raises(ImageError, match=reason):
         decode_image(svg, svg=True)
+
+
+def _use_bomb(levels: int, fan: int = 10) -> bytes:
+    """Nested <use> references: a kilobyte or two that draws ``fan ** levels`` paths."""
+    parts = ['<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" viewBox="0 0 9 9">'
+             '<defs><path id="l0" d="M0 0 L9 9 L0 9 Z"/>']
+    for i in range(1, levels + 1):
+        parts.append(f'<g id="l{i}">' + f'<use xlink:href="#l{i - 1}"/>' * fan + "</g>")
+    return ("".join(parts) + f'</defs><use xlink:href="#l{levels}"/></svg>').encode()
+
+
+def test_svg_that_would_draw_too_much_is_refused_before_rendering() -> None:
+    assert decode_image(_use_bomb(2), svg=True).size == (512, 512)  # 100 paths: fine
+    with pytest.raises(ImageError, match="more than 20000 elements"):
+        decode_image(_use_bomb(6), svg=True)  # a million paths from 2 kB (cairosvg alone would spend minutes)
+    cycle = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 9 9"><g id="a"><use href="#b"/></g>'
+             b'<g id="b"><use href="#a"/></g></svg>')
+    with pytest.raises(ImageError, match="cycle"):
+        decode_image(cycle, svg=True)
+    points = " L".join(f"{i % 97 / 10:.2f} {i % 89 / 10:.2f}" for i in range(60_000))
+    huge_path = f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 9 9"><path d="M0 0 L{points}"/></svg>'
+    with pytest.raises(ImageError, match="characters of path data"):
+        decode_image(huge_path.encode(), svg=True)
+    deep = b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 9 9">' + b"<g>" * 5000 + b"</g>" * 5000 + b"</svg>"
+    with pytest.raises(ImageError):
+        decode_image(deep, svg=True)
+    largest = max(list_icons(), key=lambda icon: len(icon.svg))  # the biggest real logo still renders
+    assert decode_image(largest.svg.encode(), svg=True).getbbox() is not None
 
 
 def test_svg_size_comes_from_us_not_from_the_document() -> None:
