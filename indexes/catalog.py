@@ -628,6 +628,15 @@ class Catalog:
         draft.index("text").add(ids, vectors)
         draft.text_brands.update({e.id: e.brand_id for e in entries})
 
+    @staticmethod
+    def _unindex_texts(draft: _Draft, entry_ids: Sequence[int]) -> None:
+        """Remove text entries from the draft's text index and brand lookup."""
+        if not entry_ids:
+            return
+        draft.index("text").remove(np.asarray(entry_ids, dtype=np.int64))
+        for entry_id in entry_ids:
+            draft.text_brands.pop(entry_id, None)
+
     def _prepare(self, image: Image.Image | bytes, what: str = "image") -> tuple[Image.Image, PreparedImage]:
         try:
             return prepare_image(image, self.image_config)
@@ -681,11 +690,8 @@ class Catalog:
             brand, deleted, added = self.registry.update_brand(
                 brand_id, aliases=aliases, authorized_sellers=authorized_sellers, min_price=min_price,
                 currency=currency, session=session)
-            text = draft.index("text")  # touched in any case: the new version tells scorers to re-read brands
-            if deleted:
-                text.remove(np.asarray(deleted, dtype=np.int64))
-                for entry_id in deleted:
-                    draft.text_brands.pop(entry_id, None)
+            draft.index("text")  # touched in any case: the new version tells scorers to re-read brands
+            self._unindex_texts(draft, deleted)
             self._index_texts(session, draft, added)
             return brand
 
@@ -834,10 +840,7 @@ class Catalog:
                 return False
             draft.index(_image_index(asset.kind)).remove(np.asarray([asset_id], dtype=np.int64))
             draft.asset_brands.pop(asset_id, None)
-            if entries:
-                draft.index("text").remove(np.asarray([e.id for e in entries], dtype=np.int64))
-                for entry in entries:
-                    draft.text_brands.pop(entry.id, None)
+            self._unindex_texts(draft, [e.id for e in entries])
             return True
 
         return self._commit(mutate)
@@ -871,8 +874,7 @@ class Catalog:
 
         def mutate(session: Session, draft: _Draft) -> None:
             self.registry.delete_text_entry(entry_id, session=session)
-            draft.index("text").remove(np.asarray([entry_id], dtype=np.int64))
-            draft.text_brands.pop(entry_id, None)
+            self._unindex_texts(draft, [entry_id])
 
         return self._commit(mutate)[1]
 

@@ -65,7 +65,12 @@ def postgres_server() -> Iterator[PostgresServer]:
     user = "detector"
 
     def run(*args: str) -> None:
-        subprocess.run([*prefix, *args], check=True, capture_output=True, text=True)
+        try:
+            subprocess.run([*prefix, *args], check=True, capture_output=True, text=True)
+        except subprocess.CalledProcessError as err:
+            log = root / "server.log"
+            raise RuntimeError(f"PostgreSQL failed: {err.cmd}\n{err.stderr}\n"
+                               f"{log.read_text() if log.exists() else ''}") from err
 
     try:
         run(str(bin_dir / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8", "--no-sync")
@@ -75,8 +80,5 @@ def postgres_server() -> Iterator[PostgresServer]:
             yield PostgresServer(root, user)
         finally:
             run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
-    except subprocess.CalledProcessError as err:
-        log = (root / "server.log").read_text() if (root / "server.log").exists() else ""
-        raise RuntimeError(f"PostgreSQL failed: {err.cmd}\n{err.stderr}\n{log}") from err
     finally:
         shutil.rmtree(root, ignore_errors=True)
