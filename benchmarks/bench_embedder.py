@@ -41,7 +41,8 @@ def render_photos(n: int, size: int = 320, seed: int = 0) -> list[Image.Image]:
 
 @torch.inference_mode()
 def embed_regions_contiguous(embedder: Embedder, images: Sequence[Image.Image]) -> np.ndarray:
-    """``embed_image_regions``'s torch path with NCHW-contiguous tensors (the library uses channels_last)."""
+    """``embed_image_regions``'s torch path at the main size with NCHW-contiguous tensors (the library uses
+    channels_last)."""
     visual = embedder.model.visual
     out = []
     for i in range(0, len(images), embedder.batch_size):
@@ -66,28 +67,32 @@ def bench_runtimes(embedder: Embedder, photos: list[Image.Image], onnx_path: Pat
         finally:
             trunk.to(memory_format=torch.channels_last)
 
-    def channels_last(images: Sequence[Image.Image]) -> np.ndarray:
+    def channels_last(images: Sequence[Image.Image], main_size_only: bool = False) -> np.ndarray:
         embedder.image_runtime = None
-        return embedder.embed_image_regions(images)
+        return embedder.embed_image_regions(images, main_size_only=main_size_only)
 
     embedder.use_onnx(onnx_path)  # the library default: idle ORT threads do not spin
     towers = {"default": embedder.image_runtime,
               "spinning": OnnxImageTower(onnx_path, embedder.model_id, allow_spinning=True)}
     embedder.image_runtime = None
 
-    def onnx(images: Sequence[Image.Image], tower: str = "default") -> np.ndarray:
+    def onnx(images: Sequence[Image.Image], tower: str = "default", main_size_only: bool = False) -> np.ndarray:
         embedder.image_runtime = towers[tower]
         try:
-            return embedder.embed_image_regions(images)
+            return embedder.embed_image_regions(images, main_size_only=main_size_only)
         finally:
             embedder.image_runtime = None
 
+    sizes = "+".join(str(s) for s in (embedder.config.preprocess.image_size, *embedder.config.regions.extra_sizes))
+
     variants: dict[str, Callable[[Sequence[Image.Image]], np.ndarray]] = {
         "preprocess only (PIL -> tensor)": lambda ims: preprocess_only(embedder, ims),
-        "torch eager, contiguous NCHW": eager_contiguous,
-        "torch eager, channels_last (default)": channels_last,
-        "ONNX Runtime fp32 (CPU EP)": onnx,
-        "ONNX Runtime fp32, spinning threads": lambda ims: onnx(ims, "spinning"),
+        "torch eager, contiguous NCHW, main size": eager_contiguous,
+        "torch eager, channels_last, main size": lambda ims: channels_last(ims, main_size_only=True),
+        f"torch eager, channels_last, {sizes} (default)": channels_last,
+        "ONNX Runtime fp32 (CPU EP), main size": lambda ims: onnx(ims, main_size_only=True),
+        f"ONNX Runtime fp32 (CPU EP), {sizes}": onnx,
+        "ONNX Runtime fp32, spinning threads, main size": lambda ims: onnx(ims, "spinning", main_size_only=True),
     }
     outputs: dict[str, np.ndarray] = {}
     for name, fn in variants.items():  # warm-up: one batch each (allocators, ORT session and kernel selection)
@@ -98,14 +103,15 @@ def bench_runtimes(embedder: Embedder, photos: list[Image.Image], onnx_path: Pat
             t0 = time.perf_counter()
             outputs[name] = fn(photos)
             times[name].append(time.perf_counter() - t0)
-    reference = outputs["torch eager, channels_last (default)"]
+    reference = outputs[f"torch eager, channels_last, {sizes} (default)"]
     print(f"\nembed_image_regions: {len(photos)} photos {photos[0].size[0]}x{photos[0].size[1]}, batch "
           f"{embedder.batch_size}, {rounds} rounds, torch threads {torch.get_num_threads()}, "
           f"ORT intra-op threads {towers['default'].num_threads}")
-    print(f"{'variant':40s} {'median img/s':>12s} {'best img/s':>11s} {'max|diff| vs default':>22s}")
+    print(f"{'variant':52s} {'median img/s':>12s} {'best img/s':>11s} {'max|diff| vs default':>22s}")
     for name, ts in times.items():
-        diff = "" if name.startswith("preprocess") else f"{np.abs(outputs[name] - reference).max():.2e}"
-        print(f"{name:40s} {len(photos) / statistics.median(ts):12.1f} {len(photos) / min(ts):11.1f} {diff:>22s}")
+        out = outputs[name]  # main-size variants are compared on the main size's (leading) regions
+        diff = "" if name.startswith("preprocess") else f"{np.abs(out - reference[:, : out.shape[1]]).max():.2e}"
+        print(f"{name:52s} {len(photos) / statistics.median(ts):12.1f} {len(photos) / min(ts):11.1f} {diff:>22s}")
 
 
 def bench_score(photos: list[Image.Image], onnx_cache: Path, n_brands: int, repeats: int) -> None:

@@ -3,7 +3,8 @@
 The exported graph maps a preprocessed batch ``(B, 3, S, S)`` to L2-normalised region embeddings ``(B, R, D)``:
 ``trunk.forward_features`` -> :meth:`Embedder.pool_regions` -> ``visual.head`` -> normalise, exactly what
 :meth:`Embedder.embed_image_regions` computes with torch. The batch axis is dynamic; ``S`` (and so the region
-grid) is fixed by the embedder config.
+grid) is fixed per file: one file for the main input size and one beside it for each of the config's
+``regions.extra_sizes`` (:func:`extra_size_path`).
 
 Every ``.onnx`` file carries a JSON sidecar (same stem, ``.json``) naming the embedder that produced it, its
 shapes, the file's sha256 and the library versions; :class:`OnnxImageTower` refuses a file whose sidecar names
@@ -42,6 +43,7 @@ __all__ = [
     "sidecar_path",
     "default_cache_dir",
     "config_fingerprint",
+    "extra_size_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,12 @@ class _RegionTower(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         regions = self.head(self.pool_regions(self.trunk.forward_features(x)))
         return F.normalize(regions, dim=-1)
+
+
+def extra_size_path(path: str | Path, size: int) -> Path:
+    """Where the tower for extra input size ``size`` lives, beside the main size's ``path``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-{size}{path.suffix}")
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -108,13 +116,14 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def export_image_tower(embedder: "Embedder", path: str | Path, opset: int = 17) -> Path:
+def export_image_tower(embedder: "Embedder", path: str | Path, opset: int = 17, size: int | None = None) -> Path:
     """Export the embedder's image tower (region embeddings) to ONNX, with a JSON sidecar.
 
     Args:
         embedder: a ``feature_map`` embedder (conv tower); its current weights are exported.
         path: the ``.onnx`` file to write; the sidecar goes to ``path.with_suffix(".json")``.
         opset: ONNX opset version.
+        size: input side of the graph (default: the config's main ``preprocess.image_size``).
 
     Returns:
         The path of the written ``.onnx`` file.
@@ -127,8 +136,10 @@ def export_image_tower(embedder: "Embedder", path: str | Path, opset: int = 17) 
         raise ValueError(f"{embedder.model_id}: only 'feature_map' region towers can be exported to ONNX")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    size = int(embedder.config.preprocess.image_size)
-    n_regions = len(embedder.boxes)
+    from detector.embedder import region_boxes
+
+    size = int(size or embedder.config.preprocess.image_size)
+    n_regions = len(region_boxes(embedder.grid_at(size), embedder.config.regions))
     tower = _RegionTower(embedder).eval()
     example = torch.zeros(2, 3, size, size)
     # Write beside the target and rename, so a concurrent reader never sees a half-written file.
@@ -186,16 +197,20 @@ def _cache_is_fresh(path: Path, embedder: "Embedder") -> bool:
 def export_image_tower_cached(embedder: "Embedder", cache_dir: str | Path | None = None, opset: int = 17) -> Path:
     """Export the image tower once into ``cache_dir`` (keyed by model id) and reuse that file afterwards.
 
+    Returns the main input size's file; those of ``regions.extra_sizes`` lie beside it (:func:`extra_size_path`).
     A cached file whose sidecar names another model id or config, or whose bytes no longer match its hash, is
     exported again.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     stem = re.sub(r"[^A-Za-z0-9@._-]+", "_", embedder.model_id)
     path = cache_dir / f"{stem}.onnx"
-    if _cache_is_fresh(path, embedder):
-        log.info("reusing ONNX export %s", path)
-        return path
-    return export_image_tower(embedder, path, opset=opset)
+    for size in (None, *embedder.config.regions.extra_sizes):
+        file = path if size is None else extra_size_path(path, size)
+        if _cache_is_fresh(file, embedder):
+            log.info("reusing ONNX export %s", file)
+        else:
+            export_image_tower(embedder, file, opset=opset, size=size)
+    return path
 
 
 class OnnxImageTower:

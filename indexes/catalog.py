@@ -413,7 +413,7 @@ class Catalog:
                 if embedder.get("references_id") != self.embedder.references_id:
                     problems.append(
                         f"reference images were embedded as {embedder.get('references_id')!r}, "
-                        f"not {self.embedder.references_id!r} (framing changed)"
+                        f"not {self.embedder.references_id!r} (reference framing or views changed)"
                     )
                 # Manifests written before the recipe was recorded used the two-view one ("#fingerprint").
                 made_as = embedder.get("fingerprints_id", f"{embedder.get('model_id')}#fingerprint")

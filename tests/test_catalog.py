@@ -386,7 +386,7 @@ def test_changed_reference_framing_is_refused_then_references_reembedded(
 ) -> None:
     reframed = FakeEmbedder()
     reframed.references_id = f"{reframed.model_id}#framed-differently"
-    with assert_repairs(home, reframed, "framing changed") as catalog:
+    with assert_repairs(home, reframed, "framing or views changed") as catalog:
         # Only the reference images were embedded again: fingerprints and texts came from the cache.
         authentic = catalog.registry.list_assets(kind="authentic")
         assert reframed.images_embedded == len(authentic) and reframed.texts_embedded == 0

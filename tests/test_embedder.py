@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -16,13 +17,17 @@ from PIL import Image, ImageOps
 import sklearn.datasets
 from detector.embedder import (
     ModelConfig,
+    ReferenceConfig,
+    RegionConfig,
     create_embedder,
     get_model_config,
     list_model_configs,
     load_efficientnet_pytorch_weights,
+    region_boxes,
     resolve_package_path,
 )
 from detector.vectors import l2_normalize
+from indexes.images import frame_logo
 
 SAMPLE_IMAGES = Path(sklearn.datasets.__file__).parent / "images"
 
@@ -181,11 +186,79 @@ def test_references_are_framed_the_way_the_model_was_tuned(default_bundle):
     transparent.save(buf, format="PNG")
     uploads = [tight, decode_image(buf.getvalue())]
     target = embedder.embed_images([tuned_framing])[0]
-    framed = embedder.embed_references(uploads) @ target
+    framed = embedder.embed_references(uploads) @ embedder.embed_references([tuned_framing])[0]
     as_uploaded = embedder.embed_images(uploads) @ target
     assert (framed > 0.98).all(), framed
-    assert (as_uploaded < framed - 0.05).all(), (as_uploaded, framed)
+    assert (as_uploaded < embedder.embed_images([frame_logo(im) for im in uploads]) @ target - 0.05).all()
     assert embedder.references_id.startswith(embedder.model_id + "#framed-256-0.15")
+
+
+def test_reference_rotations_meet_a_slanted_mark_halfway(default_bundle):
+    # Marks in photos are printed at a slant: with rotations the reference is the mean of the upright and turned views,
+    # closer to a turned mark than the upright view alone and still close to the upright one; one vector per asset.
+    from training import render
+
+    embedder = default_bundle.embedder
+    logo = render.render_reference(render.get_icon("spotify"), "light")
+    turned_mark = logo.rotate(10, resample=Image.Resampling.BICUBIC, fillcolor=logo.getpixel((0, 0)))
+    plain = dataclasses.replace(embedder.config.references, rotations=())
+    rotated = dataclasses.replace(plain, rotations=(10, -10))
+    saved = embedder.config.references
+    try:
+        embedder.config.references = plain
+        upright_only, plain_id = embedder.embed_references([logo])[0], embedder.references_id
+        embedder.config.references = rotated
+        mean_of_views, rotated_id = embedder.embed_references([logo])[0], embedder.references_id
+        assert embedder.embed_references([logo, logo, logo]).shape == (3, embedder.dim)
+    finally:
+        embedder.config.references = saved
+    mark, upright = embedder.embed_images([turned_mark, logo])
+    assert mark @ mean_of_views > mark @ upright_only, (mark @ mean_of_views, mark @ upright_only)
+    assert upright @ mean_of_views > 0.9
+    assert np.linalg.norm(mean_of_views) == pytest.approx(1.0, abs=1e-5)
+    # vectors made either way must never share an index or a cache: the tag tells them apart
+    assert plain_id != rotated_id and rotated_id.endswith("-rot10,-10")
+
+
+def test_extra_input_size_adds_that_scale_s_windows(embedder):
+    # The default config also embeds each photo at 416 px: those windows follow the 320-px ones and are exactly what
+    # an embedder whose main size is 416 computes; fingerprints are made from the 320-px windows alone.
+    cfg = embedder.config
+    assert cfg.preprocess.image_size == 320 and cfg.regions.extra_sizes == (416,)
+    at_416 = create_embedder({**cfg.to_dict(), "preprocess": {**dataclasses.asdict(cfg.preprocess), "image_size": 416},
+                              "regions": {**dataclasses.asdict(cfg.regions), "extra_sizes": []}})
+    photos = [Image.open(SAMPLE_IMAGES / "china.jpg"), Image.open(SAMPLE_IMAGES / "flower.jpg")]
+    regions = embedder.embed_image_regions(photos)
+    main = embedder.embed_image_regions(photos, main_size_only=True)
+    n_main = main.shape[1]
+    assert regions.shape == (2, len(embedder.boxes), 512) and n_main == len(region_boxes(10, cfg.regions))
+    np.testing.assert_allclose(regions[:, :n_main], main, atol=1e-6)
+    np.testing.assert_allclose(regions[:, n_main:], at_416.embed_image_regions(photos), atol=1e-5)
+    np.testing.assert_array_equal(embedder.boxes[n_main:], at_416.boxes)
+    np.testing.assert_allclose(embedder.embed_images(photos), main[:, 0], atol=1e-6)
+    np.testing.assert_allclose(embedder.fingerprints_from_regions(regions), embedder.fingerprints_from_regions(main))
+    assert embedder.embed_image_regions([], main_size_only=True).shape == (0, n_main, 512)
+
+
+def test_extra_input_sizes_are_checked():
+    for bad in ([16], [416, 416]):
+        with pytest.raises(ValueError, match="distinct input sides"):
+            RegionConfig(extra_sizes=bad)
+    with pytest.raises(ValueError, match="feature_map"):
+        RegionConfig(strategy="crops", extra_sizes=[416])
+    cfg = get_model_config("effnet-lite0-minilm").to_dict()
+    with pytest.raises(ValueError, match="repeat the main size"):
+        create_embedder({**cfg, "regions": {**cfg["regions"], "extra_sizes": [320]}})
+
+
+def test_reference_rotations_are_checked():
+    assert ReferenceConfig(rotations=[10, -10.5]).rotations == (10.0, -10.5)
+    for bad in ([0], [180], [-200]):
+        with pytest.raises(ValueError, match="non-zero angles"):
+            ReferenceConfig(rotations=bad)
+    cfg = ModelConfig.from_dict({**get_model_config("effnet-lite0-minilm").to_dict(),
+                                 "references": {"rotations": [10, -10]}})
+    assert cfg.references.rotations == (10.0, -10.0) and cfg.references.frame
 
 
 def test_shipped_whitened_fingerprints_single_out_a_reused_photo(default_bundle):

@@ -11,11 +11,12 @@ import pytest
 import sklearn.datasets
 from PIL import Image
 
-from detector.embedder import Embedder, create_embedder
+from detector.embedder import Embedder, create_embedder, region_boxes
 from detector.onnx_runtime import (
     OnnxImageTower,
     export_image_tower,
     export_image_tower_cached,
+    extra_size_path,
     read_sidecar,
     sidecar_path,
 )
@@ -34,8 +35,14 @@ def photos() -> list[Image.Image]:
 
 @pytest.fixture(scope="module")
 def exported(embedder, tmp_path_factory) -> Path:
-    """The default embedder's image tower, exported once for this module."""
-    return export_image_tower(embedder, tmp_path_factory.mktemp("onnx") / "tower.onnx")
+    """The default embedder's image tower, exported once for this module: main size, and 416 px beside it."""
+    path = export_image_tower(embedder, tmp_path_factory.mktemp("onnx") / "tower.onnx")
+    export_image_tower(embedder, extra_size_path(path, 416), size=416)
+    return path
+
+
+def _main_regions(embedder: Embedder) -> int:
+    return len(region_boxes(embedder.region_grid, embedder.config.regions))
 
 
 def _onnx_twin(embedder: Embedder, path: Path) -> Embedder:
@@ -48,7 +55,10 @@ def _onnx_twin(embedder: Embedder, path: Path) -> Embedder:
 def test_sidecar_describes_the_export(embedder, exported):
     meta = read_sidecar(exported)
     assert meta["model_id"] == embedder.model_id == "effnet-lite0-minilm@base"
-    assert (meta["image_size"], meta["regions"], meta["dim"]) == (320, len(embedder.boxes), 512)
+    assert (meta["image_size"], meta["regions"], meta["dim"]) == (320, _main_regions(embedder), 512)
+    extra = read_sidecar(extra_size_path(exported, 416))
+    assert (extra["image_size"], extra["regions"]) == (416, len(embedder.boxes) - _main_regions(embedder))
+    assert extra["model_id"] == meta["model_id"] and extra["config_fingerprint"] == meta["config_fingerprint"]
     assert meta["opset"] == 17 and meta["library_versions"]["torch"].startswith("2.14")
     assert "onnxruntime" in meta["library_versions"]
 
@@ -65,11 +75,28 @@ def test_onnx_regions_match_torch(embedder, exported, photos, n_photos):
     whole = twin.embed_images(batch)
     assert np.abs(whole - embedder.embed_images(batch)).max() < TOLERANCE
     np.testing.assert_array_equal(whole, got[:, 0])  # whole-photo vector is region 0, as with torch
+    main = twin.embed_image_regions(batch, main_size_only=True)  # fingerprints: the main size's tower alone
+    np.testing.assert_array_equal(main, got[:, : _main_regions(embedder)])
+
+
+def test_onnx_needs_every_input_size(embedder, exported, tmp_path):
+    lone = tmp_path / "tower.onnx"  # the main size's tower without the 416-px one beside it
+    shutil.copy(exported, lone)
+    shutil.copy(sidecar_path(exported), sidecar_path(lone))
+    with pytest.raises(FileNotFoundError):
+        _onnx_twin(embedder, lone)
+    swapped = tmp_path / "swapped.onnx"  # the 416-px tower where the main one belongs
+    shutil.copy(extra_size_path(exported, 416), swapped)
+    shutil.copy(sidecar_path(extra_size_path(exported, 416)), sidecar_path(swapped))
+    shutil.copy(exported, extra_size_path(swapped, 416))
+    shutil.copy(sidecar_path(exported), sidecar_path(extra_size_path(swapped, 416)))
+    with pytest.raises(ValueError, match="does not match embedder"):
+        _onnx_twin(embedder, swapped)
 
 
 def test_tower_refuses_wrong_input_size(embedder, exported):
     tower = OnnxImageTower(exported, embedder.model_id, num_threads=1)
-    assert tower(np.zeros((2, 3, 320, 320), np.float32)).shape == (2, len(embedder.boxes), 512)
+    assert tower(np.zeros((2, 3, 320, 320), np.float32)).shape == (2, _main_regions(embedder), 512)
     with pytest.raises(ValueError, match="expected a batch of shape"):
         tower(np.zeros((1, 3, 224, 224), np.float32))
 
@@ -108,7 +135,8 @@ def test_create_embedder_reuses_the_cached_export(embedder, photos, tmp_path):
     second = create_embedder(runtime="onnx", onnx_cache_dir=tmp_path)
     assert second.image_runtime.path == path
     assert (path.stat().st_mtime_ns, sidecar_path(path).stat().st_mtime_ns) == stamp  # not exported again
-    assert {p.name for p in tmp_path.iterdir()} == {"effnet-lite0-minilm@base.onnx", "effnet-lite0-minilm@base.json"}
+    assert {p.name for p in tmp_path.iterdir()} == {"effnet-lite0-minilm@base.onnx", "effnet-lite0-minilm@base.json",
+                                                    "effnet-lite0-minilm@base-416.onnx", "effnet-lite0-minilm@base-416.json"}
     got = second.embed_image_regions(photos[:1])
     assert np.abs(got - embedder.embed_image_regions(photos[:1])).max() < TOLERANCE
 

@@ -54,7 +54,8 @@ def fit_fingerprint_whitening(
         task = bar.add_task(f"fingerprint whitening: {len(paths)} photos", total=len(paths))
         for start in range(0, len(paths), embedder.batch_size):
             chunk = [dataset.open_image(p).convert("RGB") for p in paths[start : start + embedder.batch_size]]
-            raw.append(embedder.raw_fingerprints_from_regions(embedder.embed_image_regions(chunk)))
+            regions = embedder.embed_image_regions(chunk, main_size_only=True)
+            raw.append(embedder.raw_fingerprints_from_regions(regions))
             bar.advance(task, len(chunk))
     raw_all = np.concatenate(raw).astype(np.float64)
     whitening = FingerprintWhitening.fit(raw_all, config.dim)
