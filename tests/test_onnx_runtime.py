@@ -135,8 +135,9 @@ def test_create_embedder_reuses_the_cached_export(embedder, photos, tmp_path):
     second = create_embedder(runtime="onnx", onnx_cache_dir=tmp_path)
     assert second.image_runtime.path == path
     assert (path.stat().st_mtime_ns, sidecar_path(path).stat().st_mtime_ns) == stamp  # not exported again
-    assert {p.name for p in tmp_path.iterdir()} == {"effnet-lite0-minilm@base.onnx", "effnet-lite0-minilm@base.json",
-                                                    "effnet-lite0-minilm@base-416.onnx", "effnet-lite0-minilm@base-416.json"}
+    names = {"effnet-lite0-minilm@base.onnx", "effnet-lite0-minilm@base.json",  # main size, and 416 px beside it
+             "effnet-lite0-minilm@base-416.onnx", "effnet-lite0-minilm@base-416.json"}
+    assert {p.name for p in tmp_path.iterdir()} == names
     got = second.embed_image_regions(photos[:1])
     assert np.abs(got - embedder.embed_image_regions(photos[:1])).max() < TOLERANCE
 
