@@ -517,7 +517,7 @@ class Embedder:
             file = path if size == self.config.preprocess.image_size else extra_size_path(path, size)
             tower = OnnxImageTower(file, self.model_id, num_threads=num_threads)
             expected = {"config_fingerprint": config_fingerprint(self), "image_size": size,
-                        "regions": len(region_boxes(self.grid_at(size), self.config.regions)), "dim": self.dim}
+                        "regions": len(self.boxes_by_size[size]), "dim": self.dim}
             wrong = {k: (tower.meta.get(k), v) for k, v in expected.items() if tower.meta.get(k) != v}
             if wrong:
                 raise ValueError(f"{file} does not match embedder {self.model_id}: (file, embedder) {wrong}")
@@ -553,11 +553,19 @@ class Embedder:
             return int(self.model.visual.trunk.forward_features(torch.zeros(1, 3, size, size)).shape[-1])
 
     @cached_property
+    def boxes_by_size(self) -> dict[int, np.ndarray]:
+        """Region boxes of each input size, the main size first (its windows lead in ``embed_image_regions``)."""
+        main = self.config.preprocess.image_size
+        out = {main: region_boxes(self.region_grid, self.config.regions)}
+        out.update({size: region_boxes(self.grid_at(size), self.config.regions)
+                    for size in self.config.regions.extra_sizes})
+        return out
+
+    @cached_property
     def boxes(self) -> np.ndarray:
         """Region boxes in the order of ``embed_image_regions`` (box 0 is the whole photo): the main size's windows,
         then each extra size's."""
-        grids = [self.region_grid] + [self.grid_at(size) for size in self.config.regions.extra_sizes]
-        return np.concatenate([region_boxes(grid, self.config.regions) for grid in grids])
+        return np.concatenate(list(self.boxes_by_size.values()))
 
     @property
     def raw_fingerprint_dim(self) -> int:
@@ -651,7 +659,7 @@ class Embedder:
         if whole_only:
             n_regions = 1
         elif main_size_only:
-            n_regions = len(region_boxes(self.region_grid, self.config.regions))
+            n_regions = len(self.boxes_by_size[self.config.preprocess.image_size])
         else:
             n_regions = len(self.boxes)
         if not images:
@@ -662,10 +670,11 @@ class Embedder:
         if not (whole_only or main_size_only):
             sizes.update(self.extra_preprocess)
         out = []
-        for chunk in self._batches([im.convert("RGB") for im in images]):
+        for chunk in self._batches(list(images)):
+            rgb = [im.convert("RGB") for im in chunk]
             parts = []
             for size, preprocess in sizes.items():
-                x = torch.stack([preprocess(im) for im in chunk])
+                x = torch.stack([preprocess(im) for im in rgb])
                 parts.append(self._regions_at(size, x, whole_only))
             out.append(np.concatenate(parts, axis=1))
         return l2_normalize(np.concatenate(out))

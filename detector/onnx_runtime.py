@@ -136,10 +136,10 @@ def export_image_tower(embedder: "Embedder", path: str | Path, opset: int = 17, 
         raise ValueError(f"{embedder.model_id}: only 'feature_map' region towers can be exported to ONNX")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    from detector.embedder import region_boxes
-
     size = int(size or embedder.config.preprocess.image_size)
-    n_regions = len(region_boxes(embedder.grid_at(size), embedder.config.regions))
+    if size not in embedder.boxes_by_size:
+        raise ValueError(f"{embedder.model_id}: {size} px is not one of its input sizes {list(embedder.boxes_by_size)}")
+    n_regions = len(embedder.boxes_by_size[size])
     tower = _RegionTower(embedder).eval()
     example = torch.zeros(2, 3, size, size)
     # Write beside the target and rename, so a concurrent reader never sees a half-written file.

@@ -11,7 +11,7 @@ import pytest
 import sklearn.datasets
 from PIL import Image
 
-from detector.embedder import Embedder, create_embedder, region_boxes
+from detector.embedder import Embedder, create_embedder
 from detector.onnx_runtime import (
     OnnxImageTower,
     export_image_tower,
@@ -42,7 +42,7 @@ def exported(embedder, tmp_path_factory) -> Path:
 
 
 def _main_regions(embedder: Embedder) -> int:
-    return len(region_boxes(embedder.region_grid, embedder.config.regions))
+    return len(embedder.boxes_by_size[embedder.config.preprocess.image_size])
 
 
 def _onnx_twin(embedder: Embedder, path: Path) -> Embedder:
@@ -99,6 +99,8 @@ def test_tower_refuses_wrong_input_size(embedder, exported):
     assert tower(np.zeros((2, 3, 320, 320), np.float32)).shape == (2, _main_regions(embedder), 512)
     with pytest.raises(ValueError, match="expected a batch of shape"):
         tower(np.zeros((1, 3, 224, 224), np.float32))
+    with pytest.raises(ValueError, match="not one of its input sizes"):
+        export_image_tower(embedder, exported.with_name("other.onnx"), size=224)
 
 
 def test_sidecar_mismatch_is_refused(embedder, exported, tmp_path):
