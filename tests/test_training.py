@@ -11,7 +11,8 @@ from detector.bundle import load_model
 from detector.policy import PolicyConfig
 from training import evaluate as evaluate_mod
 from training import train as train_mod
-from training.classifier import _threshold_for_precision, choose_thresholds
+from training.classifier import (_threshold_for_precision, attribution_upper_bound, choose_thresholds,
+                                 unregistered_confidences)
 from training.data import load_dataset
 from training.splits import is_heldout_brand, split_hash
 
@@ -109,6 +110,57 @@ def test_block_threshold_also_caps_blocked_authentic_listings():
     assert 0.95 < strict.block_threshold <= 0.950001
     blocked_authentic = sum(r >= strict.block_threshold for r, lab in zip(risks, labels) if lab == "authentic")
     assert blocked_authentic == 0 and strict.review_threshold <= strict.block_threshold
+
+
+def test_brand_threshold_bounds_unregistered_attribution_with_confidence():
+    from detector.policy import get_policy
+
+    base = get_policy("default")
+    risks, labels = np.array([0.9, 0.1]), ["counterfeit", "authentic"]
+    rng = np.random.default_rng(0)
+    # 96 unregistered-logo listings (a validation split's worth): one attribution already puts the 90 % bound above
+    # 3 %, so the threshold lands just above the most confident one.
+    few = np.concatenate([rng.uniform(0.0, 0.6, 93), [0.7, 0.8, 0.87]])
+    report: dict = {}
+    policy = choose_thresholds(risks, labels, few, base, report=report)
+    assert 0.87 < policy.brand_threshold <= 0.870001
+    assert report["attributed"] == 0 and report["upper_bound"] <= 0.03
+    # 1,000 such listings: some attributions fit under the bound, but not one more than the bound allows.
+    many = rng.uniform(0.0, 1.0, 1000)
+    policy = choose_thresholds(risks, labels, many, base, report=report)
+    k = int((many >= policy.brand_threshold).sum())
+    assert k == report["attributed"] == report["allowed"] > 0
+    assert attribution_upper_bound(k, 1000, 0.9) <= 0.03 < attribution_upper_bound(k + 1, 1000, 0.9)
+    # Clamped to [0.5, 0.99]; no such listings at all keeps the 0.5 floor.
+    assert choose_thresholds(risks, labels, np.full(50, 0.995), base).brand_threshold == 0.99
+    assert choose_thresholds(risks, labels, np.full(50, 0.1), base).brand_threshold == 0.5
+    assert choose_thresholds(risks, labels, np.zeros(0), base).brand_threshold == 0.5
+
+
+def test_clopper_pearson_bound_matches_closed_form():
+    # With no event in n trials the one-sided bound solves (1 - p) ** n = 1 - confidence.
+    for n in (10, 96, 500):
+        assert attribution_upper_bound(0, n, 0.9) == pytest.approx(1 - 0.1 ** (1 / n))
+    assert attribution_upper_bound(3, 96, 0.9) > attribution_upper_bound(2, 96, 0.9) > 2 / 96
+    assert attribution_upper_bound(0, 0, 0.9) == 1.0
+
+
+def test_unregistered_confidences_pick_unregistered_logo_listings():
+    from detector.features import Candidate, ListingFeatures
+    from training.classifier import LabelledFeatures
+
+    def listing(conf):
+        return ListingFeatures("x", [Candidate(1, {}, conf), Candidate(2, {}, conf / 2)], {})
+
+    feats = [listing(0.9), listing(0.4), listing(0.7), ListingFeatures("y", [], {})]
+    labels = ["counterfeit", "unbranded", "unbranded", "unbranded"]
+    records = [{"meta": {"kind": "counterfeit"}}, {"meta": {"kind": "unregistered_logo"}}, {"meta": {"kind": "generic"}},
+               {"meta": {"kind": "unregistered_logo"}}]
+    data = LabelledFeatures(feats, labels, [1, None, None, None], ["a", "b", "c", "d"], records)
+    assert unregistered_confidences(data).tolist() == [0.4, 0.0]
+    # Without that record kind (e.g. moderators' verdicts only), every unbranded listing counts.
+    plain = LabelledFeatures(feats, labels, [1, None, None, None], ["a", "b", "c", "d"], [])
+    assert unregistered_confidences(plain).tolist() == [0.4, 0.7, 0.0]
 
 
 def test_compare_and_model_store(trained, small_dataset, tmp_path):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
+from scipy.stats import beta
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
@@ -16,7 +17,7 @@ from detector.classifier import RiskClassifier
 from detector.features import ListingFeatures, candidate_matrix, risk_vector
 from detector.policy import PolicyConfig
 
-__all__ = ["ClassifierConfig", "LabelledFeatures", "fit_classifier", "choose_thresholds"]
+__all__ = ["ClassifierConfig", "LabelledFeatures", "fit_classifier", "choose_thresholds", "unregistered_confidences"]
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +132,50 @@ def _threshold_for_rate(scores: np.ndarray, max_rate: float) -> float:
     return float(np.ceil(np.nextafter(ranked[allowed], np.inf) * 1e6) / 1e6)
 
 
+def unregistered_confidences(data: LabelledFeatures) -> np.ndarray:
+    """Best brand confidence of each listing showing an unregistered brand's logo (brand confidences must be set).
+
+    Listings are recognised by their record's ``meta.kind == "unregistered_logo"`` (generated data); data without
+    such records (e.g. only moderators' verdicts) falls back to every unbranded listing.
+    """
+    kinds = [(r.get("meta") or {}).get("kind") for r in data.records] if data.records else [None] * len(data.labels)
+    pick = [i for i, k in enumerate(kinds) if k == "unregistered_logo"]
+    if not pick:
+        pick = [i for i, lab in enumerate(data.labels) if lab == "unbranded"]
+    return np.array([(data.features[i].best().confidence if data.features[i].best() else 0.0) for i in pick],
+                    dtype=np.float64)
+
+
+def attribution_upper_bound(k: int, n: int, confidence: float) -> float:
+    """One-sided Clopper-Pearson upper bound on a rate seen as ``k`` of ``n`` (1.0 when ``n`` is 0)."""
+    if n == 0 or k >= n:
+        return 1.0
+    return float(beta.ppf(confidence, k + 1, n - k))
+
+
+def _brand_threshold(conf_unregistered: np.ndarray, max_rate: float, confidence: float) -> tuple[float, dict[str, Any]]:
+    """Lowest brand threshold (0.5 to 0.99) whose attribution rate is at most ``max_rate`` with ``confidence``.
+
+    ``k`` attributions out of ``n`` are allowed while the upper bound stays within ``max_rate``; when even zero does
+    not prove it (too few listings), zero attributions is the best the data supports.
+    """
+    n = len(conf_unregistered)
+    allowed = 0
+    while allowed + 1 < n and attribution_upper_bound(allowed + 1, n, confidence) <= max_rate:
+        allowed += 1
+    t = _threshold_for_rate(conf_unregistered, allowed / n) if n else 0.0
+    t = min(max(t, 0.5), 0.99)
+    report = {"n": n, "allowed": allowed, "attributed": int((conf_unregistered >= t).sum()),
+              "upper_bound": round(attribution_upper_bound(int((conf_unregistered >= t).sum()), n, confidence), 4)}
+    return t, report
+
+
 def choose_thresholds(
     risks: np.ndarray,
     labels: Sequence[str],
-    brand_conf_unbranded: np.ndarray,
+    brand_conf_unregistered: np.ndarray,
     base: PolicyConfig,
-    max_unregistered_attribution: float = 0.03,
+    report: dict[str, Any] | None = None,
 ) -> PolicyConfig:
     """Pick review / block thresholds for the policy's targets and the brand-confidence threshold.
 
@@ -144,17 +183,20 @@ def choose_thresholds(
     ``base.max_authentic_blocked`` of the authentic listings: precision alone lets a few authentic sellers be
     blocked whenever counterfeits are plentiful.
 
-    The brand threshold is the smallest one (at least 0.5) that attributes at most
-    ``max_unregistered_attribution`` of unbranded listings to a registered brand.
+    The brand threshold is the smallest one (0.5 to 0.99) at which the share of ``brand_conf_unregistered``
+    (best brand confidence of validation listings showing an unregistered brand's logo) attributed to a registered
+    brand is at most ``base.max_unregistered_attribution``, as a one-sided Clopper-Pearson bound at
+    ``base.attribution_confidence``: with ~100 such listings the observed rate alone would be noise.
+    ``report``, when given, receives how the brand threshold was reached.
     """
     positive = np.array([lab == "counterfeit" for lab in labels])
     authentic = np.array([lab == "authentic" for lab in labels])
     block = _threshold_for_precision(risks, positive, base.target_block_precision)
     block = min(1.0, max(block, _threshold_for_rate(risks[authentic], base.max_authentic_blocked)))
     review = min(_threshold_for_precision(risks, positive, base.target_review_precision), block)
-    brand_t = 0.5
-    if len(brand_conf_unbranded):
-        brand_t = max(0.5, float(np.quantile(brand_conf_unbranded, 1.0 - max_unregistered_attribution)) + 1e-6)
-        brand_t = min(brand_t, 0.99)
+    brand_t, brand_report = _brand_threshold(np.asarray(brand_conf_unregistered, dtype=np.float64),
+                                             base.max_unregistered_attribution, base.attribution_confidence)
+    if report is not None:
+        report.update(brand_report, brand_threshold=round(brand_t, 6))
     return PolicyConfig.from_dict({**base.to_dict(), "review_threshold": round(review, 6),
                                    "block_threshold": round(block, 6), "brand_threshold": round(brand_t, 6)})

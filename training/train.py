@@ -29,7 +29,8 @@ from detector.embedder import WHITENING_PREFIX, create_embedder, get_model_confi
 from detector.features import FeatureConfig, Featurizer, brand_infos
 from detector.policy import get_policy
 from indexes.catalog import Catalog
-from training.classifier import ClassifierConfig, LabelledFeatures, choose_thresholds, fit_classifier
+from training.classifier import (ClassifierConfig, LabelledFeatures, choose_thresholds, fit_classifier,
+                                 unregistered_confidences)
 from training.data import Dataset, load_dataset
 from training.pipeline import dataset_path, featurize_records, label_features, register_brands
 from training.splits import is_heldout_brand, split_hash
@@ -235,14 +236,16 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
     clf = fit_classifier(labelled["train"], calib, ClassifierConfig(**config.classifier))
     clf.set_brand_confidence(thresh.features)
     risks = clf.predict_risk(thresh.features)
-    unbranded_conf = np.array([(lf.best().confidence if lf.best() else 0.0)
-                               for lf, lab in zip(thresh.features, thresh.labels) if lab == "unbranded"])
-    policy = choose_thresholds(risks, thresh.labels, unbranded_conf, get_policy(config.policy))
+    # Brand confidences come from a model fitted on train only, so the brand threshold can use all of validation.
+    clf.set_brand_confidence(val.features)
+    brand_report: dict[str, Any] = {}
+    policy = choose_thresholds(risks, thresh.labels, unregistered_confidences(val), get_policy(config.policy),
+                               report=brand_report)
     policy.name = f"{config.name}-tuned"
+    log.info("brand threshold: %s", brand_report)
 
     from training.metrics import compute_metrics
 
-    clf.set_brand_confidence(val.features)
     val_metrics = compute_metrics(val, clf.predict_risk(val.features), policy)
     extra = {
         "train_config": dataclasses.asdict(config),
@@ -259,6 +262,7 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
             "heldout_rule": "int(sha1(slug).hexdigest(), 16) % 10 == 0 brands excluded from training and tuning",
         },
         "metrics": {"val": val_metrics},
+        "brand_threshold": brand_report,
         "finetune": finetune_report,
         "fingerprint_whitening": whitening_report,
         "wall_time_s": round(time.time() - t_start, 1),
