@@ -134,6 +134,8 @@ def write_predictions(path: Path, data: LabelledFeatures, risks: np.ndarray, pol
                 "risk": float(risks[i]), "decision": decisions[i],
                 "brand_id": best.brand_id if present else None,
                 "brand_confidence": round(best.confidence, 4) if best else 0.0,
+                "candidate_brand_id": best.brand_id if best else None,
+                "candidate_authorized_seller": bool(best and best.features.get("authorized_seller")),
                 "image_brand_id": image_top_brand(lf), "title_brand_id": title_top_brand(lf),
                 "known_fake_brand_id": fake_top_brand(lf)[0],
             }) + "\n")
