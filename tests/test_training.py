@@ -13,7 +13,7 @@ from training import evaluate as evaluate_mod
 from training import train as train_mod
 from training.classifier import (_threshold_for_precision, attribution_upper_bound, choose_thresholds,
                                  unregistered_confidences)
-from training.data import load_dataset
+from training.data import load_dataset, photo_only_copies, photo_only_copy
 from training.splits import is_heldout_brand, split_hash
 
 
@@ -30,7 +30,10 @@ def test_training_writes_a_self_describing_model_dir(trained, small_dataset):
         assert key in meta
     dataset = load_dataset(small_dataset)
     assert meta["data"]["split_hashes"]["train"] == split_hash(dataset.listings_for("train"))
-    assert meta["metrics"]["val"]["n_listings"] == len(dataset.listings_for("val"))
+    val = dataset.listings_for("val")
+    # the quick config also trains and tunes on photo-only copies of a fifth of the listings that show a logo
+    assert meta["metrics"]["val"]["n_listings"] == len(val) + len(photo_only_copies(val, 0.2, seed=0))
+    assert meta["metrics"]["val"]["brand_named_photo_only"] is not None
     policy = json.loads((trained / "policy.json").read_text())
     assert 0 <= policy["review_threshold"] <= policy["block_threshold"] <= 1
     bundle = load_model(trained)
@@ -85,6 +88,42 @@ def test_evaluation_metrics_match_independent_counts(trained, small_dataset, tmp
     assert metrics["title_top1"] == pytest.approx(
         np.mean([p["title_brand_id"] == p["true_brand_id"] for p in branded]), abs=1e-4)
     assert (out / "report.html").is_file() and (out / "roc.png").is_file() and (out / "risk_hist.png").is_file()
+
+
+def test_photo_only_evaluation_keeps_the_brand_out_of_the_text(trained, small_dataset, tmp_path):
+    out = tmp_path / "photo"
+    assert evaluate_mod.main(["--model", str(trained), "--data", str(small_dataset), "--out", str(out),
+                              "--photo-only", "--no-report", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    originals = {r["listing_id"]: r for r in load_dataset(small_dataset).listings_for("test")}
+    n_logo = sum(photo_only_copy(r) is not None for r in originals.values())
+    assert metrics["photo_only"] and len(preds) == metrics["n_listings"] == n_logo > 0
+    for p in preds:  # copies of test listings that show a logo, labels unchanged
+        original = originals[p["listing_id"].removesuffix("-photo")]
+        assert p["listing_id"].endswith("-photo") and original["meta"]["logo_slug"] and p["label"] == original["label"]
+    branded = [p for p in preds if p["true_brand_id"] is not None]
+    assert metrics["brand_named_photo_only"] == pytest.approx(
+        np.mean([p["brand_id"] == p["true_brand_id"] for p in branded]), abs=1e-4)
+    assert metrics["title_top1"] is None  # no listing has a title that could name its brand
+
+
+def test_photo_only_copies(small_dataset):
+    records = load_dataset(small_dataset).listings_for("train")
+    logo = next(r for r in records if r["meta"].get("logo_slug") and r.get("brand_slug"))
+    copy = photo_only_copy(logo)
+    for key in ("images", "price", "currency", "seller_id", "label", "brand_slug", "split"):
+        assert copy[key] == logo[key]
+    assert copy["listing_id"] == logo["listing_id"] + "-photo" and copy["description"] == ""
+    assert copy["meta"]["photo_only"] and copy["meta"]["logo_slug"] == logo["meta"]["logo_slug"]
+    words = set(copy["title"].lower().split())
+    assert words and words <= set(f"{logo['meta']['product_colour']} {logo['meta']['product']}".lower()
+                                  .replace("_", " ").split())
+    assert photo_only_copy(next(r for r in records if not r["meta"].get("logo_slug"))) is None
+    some = photo_only_copies(records, 0.5, seed=0)
+    assert some == photo_only_copies(records, 0.5, seed=0) and photo_only_copies(records, 0.0, seed=0) == []
+    n_logo = sum(photo_only_copy(r) is not None for r in records)
+    assert 0.3 * n_logo < len(some) < 0.7 * n_logo and len(photo_only_copies(records, 1.0, seed=0)) == n_logo
 
 
 def test_threshold_for_precision():

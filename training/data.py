@@ -53,6 +53,8 @@ __all__ = [
     "generate_dataset",
     "prepare_dataset_dir",
     "load_dataset",
+    "photo_only_copy",
+    "photo_only_copies",
     "main",
 ]
 
@@ -1000,6 +1002,30 @@ class Dataset:
         """Open a referenced image as RGB."""
         with Image.open(self.image_path(rel)) as im:
             return im.convert("RGB")
+
+
+def photo_only_copy(rec: dict[str, Any]) -> dict[str, Any] | None:
+    """The listing as a seller who names no brand would post it: same photos, price and seller, the title reduced
+    to the product's colour and kind, no description. ``None`` for a listing whose photos show no logo.
+
+    A counterfeiter who keeps the brand out of the text to slip past text filters leaves only the photo as evidence;
+    training on such copies teaches the brand model to trust image evidence, and evaluating on them measures brand
+    recognition from the photo end to end.
+    """
+    meta = rec.get("meta") or {}
+    if not meta.get("logo_slug") or not meta.get("product"):
+        return None
+    title = f"{meta.get('product_colour') or ''} {str(meta['product']).replace('_', ' ')}".strip()
+    return {**rec, "listing_id": f"{rec['listing_id']}-photo", "title": title[:1].upper() + title[1:],
+            "description": "", "meta": {**meta, "obfuscation": None, "shown_name": None, "photo_only": True}}
+
+
+def photo_only_copies(records: Sequence[dict[str, Any]], fraction: float, seed: int) -> list[dict[str, Any]]:
+    """Photo-only copies (:func:`photo_only_copy`) of a seeded ``fraction`` of the listings that show a logo."""
+    if fraction <= 0:
+        return []
+    copies = [c for c in map(photo_only_copy, records) if c is not None]
+    return [c for c in copies if _stable_int(seed, "photo-only", c["listing_id"]) % 10_000 < fraction * 10_000]
 
 
 def _check_split(split: str) -> None:

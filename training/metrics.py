@@ -76,7 +76,9 @@ def compute_metrics(data: LabelledFeatures, risks: np.ndarray, policy: PolicyCon
         best = data.features[i].best()
         fused_hits.append(best is not None and best.brand_id == data.brand_ids[i]
                           and best.confidence >= policy.brand_threshold)
-    title_hits = [title_top_brand(data.features[i]) == data.brand_ids[i] for i in branded]
+    photo_only = [bool((r.get("meta") or {}).get("photo_only")) for r in data.records] if data.records else [False] * len(y)
+    texted = [i for i in branded if not photo_only[i]]  # title metrics need a title that may name the brand
+    title_hits = [title_top_brand(data.features[i]) == data.brand_ids[i] for i in texted]
     obf_hits = [title_top_brand(data.features[i]) == data.brand_ids[i] for i in branded if obfuscated and obfuscated[i]]
 
     unreg = [i for i, k in enumerate(kinds) if k == "unregistered_logo"]
@@ -101,6 +103,8 @@ def compute_metrics(data: LabelledFeatures, risks: np.ndarray, policy: PolicyCon
         "recall_at_1pct_fpr": round(recall_at_fpr(y, risks, 0.01), 4) if 0 < y.sum() < len(y) else None,
         "brand_top1_photo": _rate(photo_hits),
         "brand_top1_fused": _rate(fused_hits),
+        # the brand named (above the brand threshold) when only the photos can show it: no brand in the text
+        "brand_named_photo_only": _rate([fused_hits[k] for k, i in enumerate(branded) if photo_only[i]]),
         "title_top1": _rate(title_hits),
         "obfuscated_title_top1": _rate(obf_hits),
         "unregistered_logo_attribution_rate": _rate([attributed(i) for i in unreg]),

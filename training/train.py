@@ -31,7 +31,7 @@ from detector.policy import get_policy
 from indexes.catalog import Catalog
 from training.classifier import (ClassifierConfig, LabelledFeatures, choose_thresholds, fit_classifier,
                                  unregistered_confidences)
-from training.data import Dataset, load_dataset
+from training.data import Dataset, load_dataset, photo_only_copies
 from training.pipeline import dataset_path, featurize_records, label_features, register_brands
 from training.splits import is_heldout_brand, split_hash
 from training.whitening import WhiteningConfig, fit_fingerprint_whitening
@@ -63,6 +63,8 @@ class TrainConfig:
     # ModelConfig fields set over the embedder's config (also over a reused one), e.g. {"fingerprints": {"border": 0.06}}
     embedder_overrides: dict[str, Any] = field(default_factory=dict)
     extra_data: list[str] = field(default_factory=list)  # dataset folders appended by merge_datasets (not capped)
+    # share of train / val listings showing a logo that are also used as photo-only copies (no brand in the text)
+    photo_only_fraction: float = 0.0
     description: str = ""
 
     @classmethod
@@ -184,6 +186,9 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
     dataset, appended = merge_datasets(dataset, extras)
     for split in records:  # appended after the cap: every extra listing (e.g. a moderator's verdict) is used
         records[split] += [r for rows in appended for r in rows if r["split"] == split]
+    originals = {split: list(recs) for split, recs in records.items()}  # what split hashes identify
+    for split in records:  # the copies follow the cap, so a run's listing count is cap + copies
+        records[split] += photo_only_copies(records[split], config.photo_only_fraction, config.seed)
     train_brands = [b for b in dataset.brands if b["split"] in ("train", "val")]
     assert_no_heldout(records["train"] + records["val"], train_brands)
 
@@ -253,8 +258,9 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
             "path": str(Path(data_dir).resolve()),
             "manifest_format": dataset.manifest.get("format_version"),
             "seed": dataset.manifest.get("seed"),
-            "split_hashes": {s: split_hash(records[s]) for s in records},
-            "n_listings": {s: len(records[s]) for s in records},
+            "split_hashes": {s: split_hash(originals[s]) for s in originals},
+            "n_listings": {s: len(originals[s]) for s in originals},
+            "photo_only_copies": {s: len(records[s]) - len(originals[s]) for s in records},
             "n_brands_registered": len(slug_to_id),
             "extra_data": [{"path": str(e.root.resolve()), "generator": e.manifest.get("generator"),
                             "n_listings": {s: sum(r["split"] == s for r in rows) for s in records}}
