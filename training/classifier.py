@@ -165,9 +165,9 @@ def _brand_threshold(conf_unregistered: np.ndarray, max_rate: float, confidence:
         allowed += 1
     t = _threshold_for_rate(conf_unregistered, allowed / n) if n else 0.0
     t = min(max(t, 0.5), 0.99)
-    report = {"n": n, "allowed": allowed, "attributed": int((conf_unregistered >= t).sum()),
-              "upper_bound": round(attribution_upper_bound(int((conf_unregistered >= t).sum()), n, confidence), 4)}
-    return t, report
+    attributed = int((conf_unregistered >= t).sum())
+    return t, {"n": n, "allowed": allowed, "attributed": attributed,
+               "upper_bound": round(attribution_upper_bound(attributed, n, confidence), 4)}
 
 
 def choose_thresholds(
