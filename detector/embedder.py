@@ -679,6 +679,18 @@ class Embedder:
             out.append(np.concatenate(parts, axis=1))
         return l2_normalize(np.concatenate(out))
 
+    @torch.inference_mode()
+    def embed_regions_at(self, images: Sequence[Image.Image], size: int) -> np.ndarray:
+        """Region embeddings ``(N, R, dim)`` of photos preprocessed to any square side (for trying input sizes the
+        model does not use; the ONNX runtime only has the model's sizes)."""
+        if size == self.config.preprocess.image_size:
+            preprocess = self.preprocess
+        else:
+            preprocess = self.extra_preprocess.get(size) or _image_transform(
+                dataclasses.replace(self.config.preprocess, image_size=size))
+        x = torch.stack([preprocess(im.convert("RGB")) for im in images])
+        return l2_normalize(self._regions_at(size, x, whole_only=False))
+
     def _regions_at(self, size: int, x: torch.Tensor, whole_only: bool) -> np.ndarray:
         """Region embeddings (unnormalised for torch) of a preprocessed ``(B, 3, size, size)`` batch."""
         runtime = self.image_runtime

@@ -240,6 +240,20 @@ def test_extra_input_size_adds_that_scale_s_windows(embedder):
     assert embedder.embed_image_regions([], main_size_only=True).shape == (0, n_main, 512)
 
 
+def test_regions_at_any_input_size(embedder):
+    # What training.probe uses to try sizes: the model's own sizes give the same windows as embed_image_regions, and
+    # another size gives the windows an embedder with that main size computes.
+    photos = [Image.open(SAMPLE_IMAGES / "china.jpg"), Image.open(SAMPLE_IMAGES / "flower.jpg")]
+    regions = embedder.embed_image_regions(photos)
+    n_main = len(embedder.boxes_by_size[320])
+    np.testing.assert_allclose(embedder.embed_regions_at(photos, 320), regions[:, :n_main], atol=1e-5)
+    np.testing.assert_allclose(embedder.embed_regions_at(photos, 416), regions[:, n_main:], atol=1e-5)
+    cfg = embedder.config
+    at_256 = create_embedder({**cfg.to_dict(), "preprocess": {**dataclasses.asdict(cfg.preprocess), "image_size": 256},
+                              "regions": {**dataclasses.asdict(cfg.regions), "extra_sizes": []}})
+    np.testing.assert_allclose(embedder.embed_regions_at(photos, 256), at_256.embed_image_regions(photos), atol=1e-5)
+
+
 def test_extra_input_sizes_are_checked():
     for bad in ([16], [416, 416]):
         with pytest.raises(ValueError, match="distinct input sides"):

@@ -1,0 +1,56 @@
+"""training.probe: brand-from-photo retrieval variants, checked against a direct computation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from training import probe as probe_mod
+from training.data import load_dataset
+
+
+def test_brand_scores_pool_over_a_brand_s_references():
+    e = np.eye(4, dtype=np.float32)
+    gallery = probe_mod.Gallery(vectors=e[[0, 1, 2]], brand=np.array([0, 0, 2]), slugs=["a", "b", "c"])
+    regions = np.stack([e[0], 0.6 * e[1] + 0.8 * e[3]])[None]  # one photo, two regions
+    np.testing.assert_allclose(probe_mod.brand_scores(regions, gallery, "max"), [1.0, -np.inf, 0.0])
+    # mean over brand a's two references: region 0 scores (1 + 0) / 2, region 1 (0 + 0.6) / 2
+    np.testing.assert_allclose(probe_mod.brand_scores(regions, gallery, "mean"), [0.5, -np.inf, 0.0])
+    with pytest.raises(ValueError, match="pool"):
+        probe_mod.brand_scores(regions, gallery, "median")
+
+
+def test_probe_matches_a_direct_computation(default_bundle, small_dataset, tmp_path):
+    out = tmp_path / "probe"
+    assert probe_mod.main(["--data", str(small_dataset), "--split", "val", "--limit", "0", "--extra-sizes", "256",
+                           "--out", str(out), "--no-progress"]) == 0
+    result = json.loads((out / "probe.json").read_text())
+    assert result["model_sizes"] == [320, 416] and result["model_version"] == default_bundle.version
+    variants = {("+".join(map(str, v["sizes"])), v["pool"]): v for v in result["variants"]}
+    assert set(variants) == {(s, p) for s in ("320", "416", "256", "320+416", "320+416+256") for p in ("max", "mean")}
+    model = variants[("320+416", "max")]
+    assert model["model"] and sum(v["model"] for v in result["variants"]) == 1
+
+    # The same number straight from the embedder: every registered brand's references, each logo listing's
+    # regions at the model's sizes, best region x reference.
+    dataset = load_dataset(small_dataset)
+    embedder = default_bundle.embedder
+    registered = [b["slug"] for b in dataset.brands if b["registered"]]
+    refs = {s: embedder.embed_references([dataset.open_image(a["image"]) for a in dataset.assets
+                                          if a["brand_slug"] == s and a["kind"] == "authentic"]) for s in registered}
+    records = [r for r in dataset.listings_for("val") if r["images"] and r["meta"].get("logo_slug")]
+    hits, n_unregistered = [], 0
+    for r in records:
+        regions = embedder.embed_image_regions([dataset.open_image(p) for p in r["images"]])
+        flat = regions.reshape(-1, regions.shape[-1])
+        best = max(registered, key=lambda s: float((flat @ refs[s].T).max()) if len(refs[s]) else -np.inf)
+        if r.get("brand_slug") in refs:
+            hits.append(best == r["brand_slug"])
+        else:
+            n_unregistered += 1
+    assert result["n_listings"] == len(records) > 0
+    assert model["n_registered"] == len(hits) and model["n_unregistered"] == n_unregistered
+    assert model["top1"] == pytest.approx(np.mean(hits), abs=1e-4)
+    assert model["top1"] <= model["top5"]
