@@ -36,8 +36,6 @@ from training.pipeline import dataset_path, progress_bar
 
 __all__ = ["brand_scores", "embed_gallery", "embed_photo_regions", "probe", "main"]
 
-log = logging.getLogger(__name__)
-
 POOLS = ("max", "mean")
 
 
@@ -121,13 +119,17 @@ def probe(
     sizes = list(dict.fromkeys([*model_sizes, *extra_sizes]))
     regions = embed_photo_regions(embedder, dataset, records, sizes, progress)
 
+    # A brand's score over several sizes is the best of its per-size scores (the best region of all), so each
+    # listing is scored once per size and pool, and a variant takes the maximum over its sizes.
+    per_listing = [{(s, pool): brand_scores(per_size[s], gallery, pool) for s in sizes for pool in POOLS}
+                   for per_size in regions]
     results: list[dict[str, Any]] = []
     for combo in _variants(sizes, model_sizes):
         for pool in POOLS:
             hits, top5, hit_scores, unreg_scores = [], [], [], []
             confusions: collections.Counter[tuple[str, str]] = collections.Counter()
-            for per_size, t in zip(regions, truth):
-                scores = brand_scores(np.concatenate([per_size[s] for s in combo], axis=1), gallery, pool)
+            for by_size, t in zip(per_listing, truth):
+                scores = np.max([by_size[s, pool] for s in combo], axis=0)
                 best = int(np.argmax(scores))
                 if t is None:
                     unreg_scores.append(float(scores[best]))
