@@ -34,7 +34,7 @@ import threading
 import time
 import unicodedata
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from confusable_homoglyphs import confusables as _confusables
@@ -409,9 +409,11 @@ class TextMatcherConfig:
     """Knobs of :class:`BrandTextMatcher`."""
 
     min_name_len: int = 2  # names shorter than this (after squashing) never match: one letter is no evidence
-    short_name_len: int = 3  # names up to this length match only a whole token, exactly, never fuzzily
+    short_name_len: int = 3  # names up to this length match only a whole token, exactly or with a letter doubled
     short_name_case_sensitive: bool = True  # short names match only in their own casing or in capitals
-    fuzzy_min_len: int = 5  # shortest name that may match with a typo
+    # shortest name that may match with any typo; shorter names of more than short_name_len characters match a
+    # whole token with a letter doubled or two neighbours swapped ("Niike", "Nkie"), never with a letter dropped
+    fuzzy_min_len: int = 5
     fuzzy_long_len: int = 10  # names at least this long may match with two typos instead of one
     fuzzy_min_ratio: float = 0.75  # fuzz.ratio / 100 a typo match must reach as well
     word_zipf: float = 3.0  # windows this frequent in the lexicon (wordfreq Zipf scale) are words, not typos
@@ -520,8 +522,9 @@ class _Windows:
         self.short: dict[str, set[tuple[int, int]]] = {}  # whole tokens of short-name length
         self.exact: dict[str, set[tuple[int, int]]] = {}  # squashed token n-grams, looked up exactly
         self.fuzzy: dict[str, set[tuple[int, int]]] = {}  # the subset compared with typos allowed
+        self.short_typo: dict[tuple[str, str], set[tuple[int, int]]] = {}  # a short name's key -> tokens one typo off it
 
-    def add(self, table: dict[str, set[tuple[int, int]]], key: str, start: int, end: int) -> None:
+    def add(self, table: dict[Any, set[tuple[int, int]]], key: Any, start: int, end: int) -> None:
         """Record ``key`` for the normalised range ``[start, end)``, as a raw span."""
         table.setdefault(key, set()).add((self.origin[start], self.origin[end - 1] + 1))
 
@@ -537,6 +540,16 @@ def _casing_ok(raw_key: str, casings: frozenset[str]) -> bool:
     return raw_key in casings or any(
         len(raw_key) == len(c) and all(r == k or not r.isalpha() for r, k in zip(raw_key, c)) for c in casings
     )
+
+
+def _typo_undone(raw_key: str) -> list[str]:
+    """Spellings of a raw token with one doubled letter removed or one pair of neighbours swapped back."""
+    out = []
+    for i in range(len(raw_key) - 1):
+        if raw_key[i].casefold() == raw_key[i + 1].casefold():
+            out.append(raw_key[:i] + raw_key[i + 1 :])
+        out.append(raw_key[:i] + raw_key[i + 1] + raw_key[i] + raw_key[i + 2 :])
+    return out
 
 
 @functools.lru_cache(maxsize=65536)
@@ -564,8 +577,11 @@ class BrandTextMatcher:
     normalised into a few variants (leetspeak inside words or everywhere, ``1`` read as ``i`` or ``l``), tokenised
     (camel case split, letters written apart merged) and every window of consecutive tokens is squashed and looked
     up exactly; windows of up to ``max_ngram`` tokens are also compared to names of five or more characters with
-    rapidfuzz, accepting one edit (swap, drop, double, substitution; two for long names). Adding or removing a brand
-    takes effect on the next :meth:`match`. Safe to call :meth:`match` from several threads.
+    rapidfuzz, accepting one edit (swap, drop, double, substitution; two for long names). Names of three or four
+    characters match a whole token with a letter doubled ("Kiaa", "Niike"; three-letter names in their own casing),
+    four-letter ones also with two neighbours swapped ("Nkie"); a token that is a common word is never such a typo.
+    Adding or removing a brand takes effect on the next :meth:`match`. Safe to call :meth:`match` from several
+    threads.
 
     Example:
         >>> m = BrandTextMatcher([("nike", ["Nike"]), ("hp", ["HP", "Hewlett-Packard"])])
@@ -696,6 +712,26 @@ class BrandTextMatcher:
     def _max_edits(self, key: str) -> int:
         return 2 if len(key) >= self.config.fuzzy_long_len else 1
 
+    def _short_typos(self, token: str) -> list[str]:
+        """Keys of names too short for :meth:`_fuzzy_hits` that ``token`` is one typo of: a letter doubled
+        ("Niike", "Kiaa"), or, for names of ``short_name_len + 1`` characters, two neighbours swapped ("Nkie").
+
+        Dropped letters are not matched: every name less a letter is some other short token ("DLNA" -> "LNA").
+        """
+        cfg = self.config
+        out = []
+        for i in range(len(token) - 1):
+            if token[i] == token[i + 1] and token[i].isalpha():
+                key = token[:i] + token[i + 1 :]
+                if cfg.short_name_len <= len(key) < cfg.fuzzy_min_len and key in self._exact:
+                    out.append(key)
+            elif len(token) == cfg.short_name_len + 1 < cfg.fuzzy_min_len and token[i].isalpha() \
+                    and token[i + 1].isalpha():
+                key = token[:i] + token[i + 1] + token[i] + token[i + 2 :]
+                if key in self._exact:
+                    out.append(key)
+        return out
+
     def match(self, title: str, top_k: int = 5) -> list[TextMatch]:
         """Find the brands named in a text.
 
@@ -730,6 +766,15 @@ class BrandTextMatcher:
             for alias in self._exact.get(key, {}).values():
                 hits += [_Hit(alias, 1.0, span, 0) for span in spans]
         hits += self._fuzzy_hits({k: v for k, v in windows.fuzzy.items() if k not in self._exact})
+        for (key, token), spans in windows.short_typo.items():
+            score = fuzz.ratio(token, key) / 100.0
+            for alias in self._exact.get(key, {}).values():
+                for span in spans:
+                    # A short name keeps its casing rule: the raw token, typo undone, must be in one of its casings.
+                    if alias.casings and not any(_casing_ok(raw, alias.casings)
+                                                 for raw in _typo_undone(_case_key(title[span[0] : span[1]]))):
+                        continue
+                    hits.append(_Hit(alias, score, span, 1))
         return self._rank(title, hits, top_k)
 
     def _collect_windows(self, text: str, camel: frozenset[int], windows: _Windows) -> None:
@@ -740,6 +785,10 @@ class BrandTextMatcher:
         for tok, s, e in plain:
             if len(tok) <= cfg.short_name_len and tok in exact:
                 windows.add(windows.short, tok, s, e)
+            # A whole token one typo off a short name, unless it is a word itself ("Moon" is no "Mon").
+            if cfg.short_name_len < len(tok) <= cfg.fuzzy_min_len and tok not in exact and not self._is_word(tok):
+                for key in self._short_typos(tok):
+                    windows.add(windows.short_typo, (key, tok), s, e)
         for m in re.finditer(r"[^ ]+", text):  # whitespace chunks: "H&M", "AT&T"
             key = "".join(c for c in m.group(0) if c.isalnum())
             if 0 < len(key) <= cfg.short_name_len and key in exact:

@@ -143,6 +143,11 @@ OBFUSCATED_TITLES = [
     ("Samsnug Galaxy charger", "samsung", "fuzzy", True),  # swap
     ("Toyata floor mats", "toyota", "fuzzy", True),  # substitution
     ("Porshe keychain", "porsche", "fuzzy", True),  # drop
+    # typos on short names (3-4 characters): a letter doubled, or two neighbours of a four-letter name swapped
+    ("Niike running shoes", "nike", "fuzzy", True),
+    ("Nkie running shoes", "nike", "fuzzy", True),
+    ("Kiaa floor mats", "kia", "fuzzy", False),  # "Kia" is spelled inside it
+    ("NPMM stickers", "npm", "fuzzy", False),
     # short names: whole token only
     ("HP 15 inch laptop", "hp", "exact", False),
     ("НР laptop charger", "hp", "normalized", True),  # Cyrillic Н and Р
@@ -169,7 +174,12 @@ def test_match_top1(matcher: BrandTextMatcher, title: str, slug: str, method: st
         ("Cotton tee size lg", "lg"),
         ("Ready to go travel bag", "go"),
         ("X-large winter jacket", "x"),  # one-letter names never match
-        ("Nkie shoes", "nike"),  # four-letter names get no typo allowance
+        ("Nke shoes", "nike"),  # a short name with a letter dropped is some other short token
+        ("Ikne shoes", "nike"),  # a short name allows one typo at most
+        ("Nikes shoes", "nike"),  # nor another letter added
+        ("nmp install guide", "npm"),  # three-letter names allow no swap ("USB" is no "UBS")
+        ("kiaa floor mats", "kia"),  # a short name's typo keeps its casing
+        ("Mood lamp", "moo"),  # a doubled letter in a word is the word
         ("Pumas in the zoo book", "puma"),  # a longer word is not the name
     ],
 )
@@ -389,6 +399,30 @@ def test_synthetic_obfuscation_accuracy(matcher: BrandTextMatcher, icons: dict[s
     assert overall >= 0.98, accuracy
     assert min(accuracy.values()) >= 0.95, accuracy
     assert flag_accuracy >= 0.99
+
+
+def test_short_name_typo_accuracy(matcher: BrandTextMatcher, icons: dict[str, str]) -> None:
+    """Held-out brands whose name is one word of 3-4 Latin letters, written with a letter doubled (or, for four
+    letters, two neighbours swapped) as a whole token: the brand is named, in its own casing, and never a word."""
+    rng = random.Random(0)
+    filler = [w for w in _FILLER if not matcher.match(w)]
+    total = correct = 0
+    for slug, title in icons.items():
+        if not _held_out(slug) or not (title.isascii() and title.isalpha() and 3 <= len(title) <= 4):
+            continue
+        i = rng.randrange(len(title) - 1)
+        typos = [title[: i + 1] + title[i:]]
+        if len(title) == 4 and title[i] != title[i + 1]:
+            typos.append(title[:i] + title[i + 1] + title[i] + title[i + 2 :])
+        for typo in typos:
+            if squash_text(typo) in {squash_text(t) for t in icons.values()} or zipf_frequency(typo, "en") >= 3:
+                continue  # the typo is another brand's name or a word: not a typo to find
+            top = _top(matcher, " ".join([rng.choice(filler), typo, rng.choice(filler)]))
+            total += 1
+            correct += top is not None and squash_text(icons[top.brand_id]) == squash_text(title)
+    log.info("short-name typos of held-out brands: %d, top-1 accuracy %.3f", total, correct / total)
+    assert total > 30
+    assert correct / total >= 0.9
 
 
 # ------------------------------------------------------------------------------------------------ compatibility
