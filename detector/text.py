@@ -9,8 +9,9 @@ module turns both into signals:
   case folded, whitespace collapsed. :func:`squash_text` is the same with every non-alphanumeric removed.
 - :func:`replica_terms` lists the replica wording found in a text, as canonical terms.
 - :class:`BrandTextMatcher` finds registered brands in a title: exact after normalisation, or within one edit
-  (rapidfuzz; two for names of ten characters or more) for names of five characters or more, and says whether the
-  title disguised the name.
+  (rapidfuzz; two for names of ten characters or more) for names of five characters or more, with a letter doubled
+  (or, for four-letter names, two neighbours swapped) for names of three or four, and says whether the title
+  disguised the name.
 - :func:`mention_context` tells a compatibility mention ("case for iPhone") from a claim to be the brand.
 
 Known limits (by design, documented here once):
@@ -20,8 +21,9 @@ Known limits (by design, documented here once):
   nouns is at hand. Downstream evidence (logo similarity, price, seller) has to. Typo matching, though, skips
   windows that are common English words (wordfreq), so "steel" is not read as a typo of "Steem".
 - Names of one character ("X", "R", "C") never match in text: a lone letter is no evidence.
-- Names of two or three characters only match a whole token, exactly, and (by default) with the brand's own casing
-  or in capitals: "HP" matches "HP laptop" but not "5 hp motor".
+- Names of two or three characters only match a whole token, exactly (three: or with a letter doubled), and (by
+  default) with the brand's own casing or in capitals: "HP" matches "HP laptop" but not "5 hp motor". A short name
+  with a letter dropped ("LNA" for DLNA) is not matched: every name less a letter is some other short token.
 - Compounds written in lower case ("nikeshoes") are not split; camel case ("NikeAir") is.
 """
 
