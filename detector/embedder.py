@@ -139,19 +139,43 @@ class RegionConfig:
     d600 / s1: 320 alone 0.852 / 0.833, 416 alone 0.849 / 0.857, both 0.879 / 0.860; with d600's unregistered logos
     above the correct matches' 10th percentile 0.302 -> 0.250. 256 and 384 as the second size helped less (d600
     0.844, 0.867). A 416 pass costs (416/320)^2 = 1.7 times a 320 one.
+
+    ``window_strides`` sets the stride of the first windows separately. With ``stride_fraction`` 0.5 the 0.4 windows
+    stepped two cells of the 10 x 10 map (320 px) and the 0.25 and 0.4 windows two cells of the 13 x 13 one (416 px),
+    so a small logo could fall between two windows; stepping one cell (``(0.5, 0.5, 0.25, 0.25)``) costs no backbone
+    pass, only pooling and FAISS queries (168 -> 342 regions a photo). Measured with the shipped ``ed8d88917bac``
+    embedder on 500 of d600's validation listings (brands fine-tuning never saw), photo top-1 0.871 -> 0.892 (top-5
+    0.963 -> 0.970); adding 0.15 windows instead 0.887, 0.5 and 0.33 windows 0.878, 1:2 and 2:1 rectangles 0.880. The
+    first two windows keep their stride, so fingerprints are unchanged.
     """
 
     strategy: str = "feature_map"  # "feature_map" or "crops"
     window_fractions: tuple[float, ...] = (1.0, 0.6, 0.4, 0.25)  # window side as a fraction of the photo side
     stride_fraction: float = 0.5  # window stride as a fraction of the window side
+    # stride fractions of the first windows, in window_fractions order, overriding stride_fraction (the rest keep it)
+    window_strides: tuple[float, ...] = ()
     extra_sizes: tuple[int, ...] = ()  # further input sides the photo is embedded at (feature_map only)
 
     def __post_init__(self) -> None:
         self.extra_sizes = tuple(int(v) for v in self.extra_sizes)
+        self.window_strides = tuple(float(v) for v in self.window_strides)
+        if len(self.window_strides) > len(self.window_fractions):
+            raise ValueError("region window_strides has more entries than window_fractions")
+        if any(not 0.0 < v <= 1.0 for v in (self.stride_fraction, *self.window_strides)):
+            raise ValueError("region stride fractions must lie in (0, 1]")
         if any(v < 32 for v in self.extra_sizes) or len(set(self.extra_sizes)) != len(self.extra_sizes):
             raise ValueError(f"region extra_sizes must be distinct input sides >= 32 px, got {self.extra_sizes}")
         if self.extra_sizes and self.strategy != "feature_map":
             raise ValueError("region extra_sizes need the 'feature_map' strategy")
+
+    def windows(self, grid: int) -> list[tuple[int, int]]:
+        """``(side, stride)`` in cells of a ``grid`` x ``grid`` map for each window fraction, in order."""
+        out = []
+        for i, frac in enumerate(self.window_fractions):
+            stride = self.window_strides[i] if i < len(self.window_strides) else self.stride_fraction
+            k = max(1, min(grid, round(frac * grid)))
+            out.append((k, max(1, round(k * stride))))
+        return out
 
 
 @dataclass
@@ -241,7 +265,7 @@ class ModelConfig:
             d["preprocess"] = build_config(PreprocessConfig, p, "preprocess")
         if isinstance(d.get("regions"), Mapping):
             r = dict(d["regions"])
-            for key in ("window_fractions", "extra_sizes"):
+            for key in ("window_fractions", "window_strides", "extra_sizes"):
                 if key in r:
                     r[key] = tuple(r[key])
             d["regions"] = build_config(RegionConfig, r, "regions")
@@ -434,9 +458,7 @@ def create_model_and_transforms(
 def region_boxes(grid: int, regions: RegionConfig) -> np.ndarray:
     """Boxes ``(R, 4)`` as fractions ``x0, y0, x1, y1`` of a square photo, in the order regions are embedded."""
     boxes = []
-    for frac in regions.window_fractions:
-        k = max(1, min(grid, round(frac * grid)))
-        s = max(1, round(k * regions.stride_fraction))
+    for k, s in regions.windows(grid):
         starts = list(range(0, grid - k + 1, s))
         for y in starts:
             for x in starts:
@@ -450,8 +472,9 @@ def fingerprint_regions(grid: int, regions: RegionConfig) -> int:
     The coarse layout (what is where) tells a re-used photo apart from another photo of the same product, which the
     whole-photo vector alone does not: it is dominated by the product and the brand, not by the exact picture.
     """
-    sizes = regions.window_fractions[:2]
-    return len(region_boxes(grid, dataclasses.replace(regions, window_fractions=sizes)))
+    leading = dataclasses.replace(regions, window_fractions=regions.window_fractions[:2],
+                                  window_strides=regions.window_strides[:2])
+    return len(region_boxes(grid, leading))
 
 
 class Embedder:
@@ -707,15 +730,11 @@ class Embedder:
 
     def pool_regions(self, fmap: torch.Tensor, whole_only: bool = False) -> torch.Tensor:
         """Average-pool windows of a ``(B, C, h, w)`` feature map into ``(B, R, C)`` region features."""
-        r = self.config.regions
         grid = int(fmap.shape[-1])  # int, so window sizes are plain numbers when traced for ONNX export
-        parts = []
-        fractions = r.window_fractions[:1] if whole_only else r.window_fractions
-        for frac in fractions:
-            k = max(1, min(grid, round(frac * grid)))
-            s = max(1, round(k * r.stride_fraction))
-            parts.append(F.avg_pool2d(fmap, k, s).flatten(2).transpose(1, 2))
-        return torch.cat(parts, dim=1)
+        windows = self.config.regions.windows(grid)
+        if whole_only:
+            windows = windows[:1]
+        return torch.cat([F.avg_pool2d(fmap, k, s).flatten(2).transpose(1, 2) for k, s in windows], dim=1)
 
     def _embed_crops(self, images: Sequence[Image.Image]) -> np.ndarray:
         boxes = self.boxes

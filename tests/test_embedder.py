@@ -19,7 +19,9 @@ from detector.embedder import (
     ModelConfig,
     ReferenceConfig,
     RegionConfig,
+    Embedder,
     create_embedder,
+    fingerprint_regions,
     get_model_config,
     list_model_configs,
     load_efficientnet_pytorch_weights,
@@ -252,6 +254,29 @@ def test_regions_at_any_input_size(embedder):
     at_256 = create_embedder({**cfg.to_dict(), "preprocess": {**dataclasses.asdict(cfg.preprocess), "image_size": 256},
                               "regions": {**dataclasses.asdict(cfg.regions), "extra_sizes": []}})
     np.testing.assert_allclose(embedder.embed_regions_at(photos, 256), at_256.embed_image_regions(photos), atol=1e-5)
+
+
+def test_window_strides_pool_the_cells_their_boxes_cover():
+    # The small windows may slide one cell at a time (window_strides) while the first two keep stride_fraction, so
+    # fingerprints (whole photo + second windows) are unchanged; every pooled region is the mean of its box's cells.
+    regions = RegionConfig(window_fractions=(1.0, 0.6, 0.4, 0.25), stride_fraction=0.5,
+                           window_strides=(0.5, 0.5, 0.25, 0.25))
+    assert regions.windows(10) == [(10, 5), (6, 3), (4, 1), (2, 1)]  # (side, stride) in cells
+    assert regions.windows(13) == [(13, 6), (8, 4), (5, 1), (3, 1)]
+    assert RegionConfig().windows(10) == [(10, 5), (6, 3), (4, 2), (2, 1)]
+    boxes = region_boxes(10, regions)
+    assert len(boxes) == 1 + 4 + 49 + 81 and len(region_boxes(10, RegionConfig())) == 1 + 4 + 16 + 81
+    assert fingerprint_regions(10, regions) == fingerprint_regions(10, RegionConfig()) == 5
+    fmap = torch.randn(2, 3, 10, 10)
+    holder = type("Holder", (), {"config": ModelConfig(name="t", kind="custom", embed_dim=3, regions=regions)})()
+    pooled = Embedder.pool_regions(holder, fmap)
+    assert pooled.shape == (2, len(boxes), 3)
+    for r, (x0, y0, x1, y1) in enumerate(np.rint(boxes * 10).astype(int)):
+        torch.testing.assert_close(pooled[:, r], fmap[:, :, y0:y1, x0:x1].mean(dim=(2, 3)))
+    assert Embedder.pool_regions(holder, fmap, whole_only=True).shape == (2, 1, 3)
+    for bad in ({"window_strides": (0.5,) * 5}, {"window_strides": (0.0,)}, {"stride_fraction": 1.5}):
+        with pytest.raises(ValueError, match="window_strides|stride fractions"):
+            RegionConfig(**bad)
 
 
 def test_extra_input_sizes_are_checked():
