@@ -143,10 +143,10 @@ class RegionConfig:
     ``window_strides`` sets the stride of the first windows separately. With ``stride_fraction`` 0.5 the 0.4 windows
     stepped two cells of the 10 x 10 map (320 px) and the 0.25 and 0.4 windows two cells of the 13 x 13 one (416 px),
     so a small logo could fall between two windows; stepping one cell (``(0.5, 0.5, 0.25, 0.25)``) costs no backbone
-    pass, only pooling and FAISS queries (168 -> 342 regions a photo). Measured with the shipped ``ed8d88917bac``
-    embedder on 500 of d600's validation listings (brands fine-tuning never saw), photo top-1 0.871 -> 0.892 (top-5
-    0.963 -> 0.970); adding 0.15 windows instead 0.887, 0.5 and 0.33 windows 0.878, 1:2 and 2:1 rectangles 0.880. The
-    first two windows keep their stride, so fingerprints are unchanged.
+    pass, only pooling and FAISS queries (168 -> 342 regions a photo). Measured with the embedder weights shipped
+    since ``c5ed5745592c`` on 500 of d600's validation listings (brands fine-tuning never saw), photo top-1 0.871 ->
+    0.892 (top-5 0.963 -> 0.970); adding 0.15 windows instead 0.887, 0.5 and 0.33 windows 0.878, 1:2 and 2:1
+    rectangles 0.880. The first two windows keep their stride, so fingerprints are unchanged.
     """
 
     strategy: str = "feature_map"  # "feature_map" or "crops"
