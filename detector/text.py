@@ -524,7 +524,7 @@ class _Windows:
         self.short: dict[str, set[tuple[int, int]]] = {}  # whole tokens of short-name length
         self.exact: dict[str, set[tuple[int, int]]] = {}  # squashed token n-grams, looked up exactly
         self.fuzzy: dict[str, set[tuple[int, int]]] = {}  # the subset compared with typos allowed
-        self.short_typo: dict[tuple[str, str], set[tuple[int, int]]] = {}  # a short name's key -> tokens one typo off it
+        self.short_typo: dict[tuple[str, str], set[tuple[int, int]]] = {}  # (short name's key, token one typo off it)
 
     def add(self, table: dict[Any, set[tuple[int, int]]], key: Any, start: int, end: int) -> None:
         """Record ``key`` for the normalised range ``[start, end)``, as a raw span."""
@@ -544,14 +544,10 @@ def _casing_ok(raw_key: str, casings: frozenset[str]) -> bool:
     )
 
 
-def _typo_undone(raw_key: str) -> list[str]:
-    """Spellings of a raw token with one doubled letter removed or one pair of neighbours swapped back."""
-    out = []
-    for i in range(len(raw_key) - 1):
-        if raw_key[i].casefold() == raw_key[i + 1].casefold():
-            out.append(raw_key[:i] + raw_key[i + 1 :])
-        out.append(raw_key[:i] + raw_key[i + 1] + raw_key[i] + raw_key[i + 2 :])
-    return out
+def _undoubled(raw_key: str) -> list[str]:
+    """Spellings of a raw token with one of its doubled letters written once ("Kiaa" -> "Kia")."""
+    return [raw_key[:i] + raw_key[i + 1 :] for i in range(len(raw_key) - 1)
+            if raw_key[i].casefold() == raw_key[i + 1].casefold()]
 
 
 @functools.lru_cache(maxsize=65536)
@@ -772,9 +768,10 @@ class BrandTextMatcher:
             score = fuzz.ratio(token, key) / 100.0
             for alias in self._exact.get(key, {}).values():
                 for span in spans:
-                    # A short name keeps its casing rule: the raw token, typo undone, must be in one of its casings.
+                    # A short name keeps its casing rule (only names of short_name_len have casings, and they are
+                    # reached by a doubled letter alone): the raw token, written undoubled, must be in one of them.
                     if alias.casings and not any(_casing_ok(raw, alias.casings)
-                                                 for raw in _typo_undone(_case_key(title[span[0] : span[1]]))):
+                                                 for raw in _undoubled(_case_key(title[span[0] : span[1]]))):
                         continue
                     hits.append(_Hit(alias, score, span, 1))
         return self._rank(title, hits, top_k)
