@@ -16,10 +16,15 @@ module turns both into signals:
 
 Known limits (by design, documented here once):
 
-- Brand names that are common words ("Box", "Shell", "Medium", "Bamboo") match exactly wherever the word is used:
-  word frequency cannot tell them from real brands (``zipf("google") > zipf("box")``) and no lexicon of common
-  nouns is at hand. Downstream evidence (logo similarity, price, seller) has to. Typo matching, though, skips
-  windows that are common English words (wordfreq), so "steel" is not read as a typo of "Steem".
+- Brand names that are common words ("Shell", "Medium", "Sky", "Canvas") match exactly wherever the word is used:
+  word frequency cannot tell them from real brands (``zipf("google") > zipf("orange")``). Downstream evidence (logo
+  similarity, price, seller) has to. Two cases are settled here: a name that is one very frequent word ("Black",
+  "Box") written plainly is ``generic`` (no evidence), and a name that is a dictionary word (a lower-case entry of
+  the ``english-words`` web2 list: "orange", "sky", "kit", not "google" or "nike") written plainly is ``generic``
+  in a text that disguises another brand's name or names another brand before it: "Twinnmotion T-Shirt - Sky
+  Blue" names Twinmotion and "Cisco Canvas Tote" Cisco, while "Canvas Tote" alone still names Canvas.
+  Typo matching skips windows that are common English words (wordfreq), so "steel" is not read as a typo of "Steem".
+- A name without letters ("1&1") matches only as written: "1:1" is replica wording, not the brand.
 - Names of one character ("X", "R", "C") never match in text: a lone letter is no evidence.
 - Names of two or three characters only match a whole token, exactly (three: or with a letter doubled), and (by
   default) with the brand's own casing or in capitals: "HP" matches "HP laptop" but not "5 hp motor". A short name
@@ -29,6 +34,7 @@ Known limits (by design, documented here once):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
@@ -40,6 +46,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 from confusable_homoglyphs import confusables as _confusables
+from english_words import get_english_words_set
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 from wordfreq import zipf_frequency
@@ -403,7 +410,9 @@ class TextMatch:
     span: tuple[int, int]  # character offsets in the raw text
     method: str  # "exact" (verbatim), "normalized" (equal after normalisation) or "fuzzy" (edit distance)
     obfuscated: bool  # the raw text does not spell any of the brand's names verbatim (case-insensitive)
-    generic: bool = False  # a plain spelling of a name that is a common word ("Black"): no evidence of the brand
+    # a plain spelling that names no brand: a very common word ("Black"), or a dictionary word ("Sky") in a text
+    # that disguises another brand's name
+    generic: bool = False
 
 
 @dataclass(frozen=True)
@@ -441,6 +450,7 @@ class _Alias:
     key: str  # squashed normalised form
     casings: frozenset[str]  # accepted raw spellings of a short name (folded without casefold, alphanumerics only)
     generic: bool  # one common word ("Black"): written plainly it names no brand
+    word: bool  # one dictionary word ("Sky"): written plainly it yields to another brand's disguised name
 
 
 @dataclass(frozen=True)
@@ -556,6 +566,12 @@ def _word_zipf(word: str, lang: str) -> float:
     return zipf_frequency(word, lang)
 
 
+@functools.cache
+def _dictionary() -> frozenset[str]:
+    """Lower-case entries of the web2 word list: common nouns and adjectives, no proper names ("sky", not "nike")."""
+    return frozenset(w for w in get_english_words_set(["web2"], lower=False, alpha=True) if w.islower())
+
+
 @functools.lru_cache(maxsize=65536)
 def _verbatim_pattern(name: str) -> re.Pattern[str]:
     """Regex for a name written verbatim: its words in order, any separators (or none) between them."""
@@ -599,7 +615,8 @@ class BrandTextMatcher:
         self._max_key_len = 0  # longest key in characters (never shrinks on removal: only a bound)
         self._fuzzy: _FuzzyIndex | None = None
         t0 = time.perf_counter()
-        self._is_word("the")  # loads the lexicon now rather than on the first match
+        self._is_word("the")  # loads the lexicons now rather than on the first match
+        _dictionary()
         unmatchable = [brand_id for brand_id, names in brands if not self._add(brand_id, names)]
         if self._names or unmatchable:
             log.info(
@@ -655,7 +672,9 @@ class BrandTextMatcher:
             casings = frozenset()
             if len(key) <= cfg.short_name_len and cfg.short_name_case_sensitive:
                 casings = frozenset({_case_key(name), _case_key(name).upper()})
-            aliases.append(_Alias(brand_id, name, key, casings, self._is_generic(name)))
+            words = re.findall(r"[^\W_]+", _benign(name))
+            word = len(words) == 1 and words[0].casefold() in _dictionary()
+            aliases.append(_Alias(brand_id, name, key, casings, self._is_generic(name), word))
         if brand_id in self._names:
             self._remove(brand_id)
         if not aliases:
@@ -739,8 +758,9 @@ class BrandTextMatcher:
 
         Returns:
             At most ``top_k`` matches, one per brand, best first: a match inside the span of another brand's exact
-            match ranks after it ("Apple" inside "Apple Music"), then by score, then disguised spellings (homoglyphs,
-            leetspeak, spacing) before plain ones, then longer names first. Exact matches
+            match ranks after it ("Apple" inside "Apple Music"), generic words last (see the module notes), then by
+            score, then disguised spellings (homoglyphs, leetspeak, spacing) before plain ones, then longer names
+            first. Exact matches
             score 1.0, typo matches ``fuzz.ratio / 100`` (at least ``fuzzy_min_ratio``).
         """
         if top_k < 1:
@@ -862,6 +882,8 @@ class BrandTextMatcher:
         best: dict[str, Ranked] = {}
         for hit in hits:
             raw = title[hit.span[0] : hit.span[1]]
+            if not any(c.isalpha() for c in hit.alias.key) and raw.strip().casefold() != hit.alias.name.casefold():
+                continue  # a name without letters ("1&1") only as written: "1:1" is replica wording
             verbatim = any(
                 _verbatim_pattern(a.name).search(_benign(raw)) for a in self._names.get(hit.alias.brand_id, ())
             )
@@ -883,6 +905,15 @@ class BrandTextMatcher:
             return outer.edits == 0 or (outer.edits == 1 and len(outer.alias.key) >= len(inner.alias.key) + 3)
 
         hits_kept = [h for _, h, _ in best.values()]
+        # A dictionary word written plainly yields to a disguised name anywhere (the title hides a brand) and to
+        # another brand named before it (titles name the brand first): "Sky Blue" or "Canvas Tote" is then a colour
+        # or a material, not a second brand.
+        named = [(b, h, m) for b, (_, h, m) in best.items() if not m.generic]
+        yielding = [b for b, h, m in named if h.alias.word and not (m.obfuscated or h.edits) and any(
+            other != b and (om.obfuscated or oh.edits or oh.span[0] < h.span[0]) for other, oh, om in named)]
+        for brand_id in yielding:
+            rank, hit, match = best[brand_id]
+            best[brand_id] = (rank, hit, dataclasses.replace(match, generic=True))
 
         def order(item: Ranked) -> tuple[bool, bool, float, bool, int, int]:
             (score, _, key_len, neg_start), hit, match = item

@@ -54,3 +54,29 @@ def test_probe_matches_a_direct_computation(default_bundle, small_dataset, tmp_p
     assert model["n_registered"] == len(hits) and model["n_unregistered"] == n_unregistered
     assert model["top1"] == pytest.approx(np.mean(hits), abs=1e-4)
     assert model["top1"] <= model["top5"]
+
+
+def test_title_probe_counts_each_kind_of_title():
+    from training.title_probe import registry_names, title_probe
+
+    brands = [{"slug": "twinmotion", "name": "Twinmotion", "aliases": [], "split": "val", "registered": True},
+              {"slug": "sky", "name": "Sky", "aliases": [], "split": "val", "registered": True},
+              {"slug": "kando", "name": "Kando", "aliases": [], "split": "val", "registered": False}]
+    names = registry_names(brands, {"val"}, "split")
+    assert names == {"twinmotion": ["Twinmotion"], "sky": ["Sky"]}
+    records = [
+        {"title": "Twinmotion Hoodie", "brand_slug": "twinmotion", "meta": {}},  # plain, right
+        {"title": "Twinnmotion Tee - Sky Blue", "brand_slug": "twinmotion", "meta": {"obfuscation": "typo"}},
+        {"title": "Sky Blue Tee", "brand_slug": "twinmotion", "meta": {}},  # plain, another brand named
+        {"title": "Plain mug", "brand_slug": "twinmotion", "meta": {"obfuscation": "typo"}},  # disguised, none
+        {"title": "Sky Blue Cap", "brand_slug": None, "meta": {"kind": "generic"}},  # no brand, one named
+        {"title": "Kando Cap", "brand_slug": None, "meta": {"kind": "unregistered_logo", "logo_slug": "kando"}},
+    ]
+    result = title_probe(records, names)
+    assert result["rates"] == {"plain_top1": 0.5, "plain_other_brand": 0.5, "disguised_top1": 0.5,
+                               "disguised_other_brand": 0.0, "unbranded_named": 0.5}
+    assert result["errors"]["plain_wrong"] == [("twinmotion", "Sky Blue Tee", "sky")]
+    assert [e[1] for e in result["errors"]["disguised_none"]] == ["Plain mug"]
+    # with every brand registered, the unregistered logo's own name is no error
+    assert "kando" in registry_names(brands, {"val"}, "all")
+    assert title_probe(records[-1:], registry_names(brands, {"val"}, "all"))["rates"]["unbranded_named"] == 0.0

@@ -531,6 +531,33 @@ def test_a_brand_named_by_a_common_word_is_generic_unless_disguised():
     assert BrandTextMatcher([("black", ["Black"])], never_generic).match("Black cap")[0].generic is False
 
 
+def test_a_dictionary_word_brand_yields_to_a_disguised_or_earlier_brand():
+    """"Sky", "Canvas", "Orange" and "Apple" are dictionary words (web2, lower case); "Twinmotion" and "Cisco" are not.
+    Written plainly, such a word names its brand only when no other brand is disguised in the text or named before
+    it; the featurizer drops the ``generic`` matches, so the colour or material no longer competes."""
+    matcher = BrandTextMatcher([("sky", ["Sky"]), ("canvas", ["Canvas"]), ("twinmotion", ["Twinmotion"]),
+                                ("cisco", ["Cisco"]), ("orange", ["Orange"]), ("apple", ["Apple"])])
+
+    def named(title: str) -> list[str]:
+        return [m.brand_id for m in matcher.match(title) if not m.generic]
+
+    assert named("Twinnmotion Cotton T-Shirt - Sky Blue") == ["twinmotion"]  # a typo anywhere
+    assert named("Sky Blue hoodie by Tw1nmotion") == ["twinmotion"]  # leetspeak, after the word
+    assert named("Official Cisco Canvas Tote (Orange)") == ["cisco"]  # a brand named first
+    assert named("Apple Watch band - Orange") == ["apple"]  # the first word stays the brand
+    assert named("Canvas Tote Bag, natural") == ["canvas"]  # alone, the word still names its brand
+    assert named("Sky Q remote control") == ["sky"]
+    # a disguised dictionary-word name is no plain word: it keeps its brand
+    assert named("Men's 0range Hoodie - Sky Blue") == ["orange"]
+
+
+def test_a_name_without_letters_matches_only_as_written():
+    matcher = BrandTextMatcher([("1and1", ["1&1"]), ("egnyte", ["Egnyte"])])
+    assert [m.brand_id for m in matcher.match("[1:1] Egnyte Crew Neck T-Shirt")] == ["egnyte"]  # replica wording
+    assert [m.brand_id for m in matcher.match("1 1 phone case")] == []
+    assert [(m.brand_id, m.method) for m in matcher.match("1&1 DSL router")] == [("1and1", "exact")]
+
+
 @pytest.mark.parametrize(("title", "found"), [
     ("N B B Premium Ceramic Mug", True),
     ("Mug by N.B.B.", True),
