@@ -411,7 +411,7 @@ class TextMatch:
     method: str  # "exact" (verbatim), "normalized" (equal after normalisation) or "fuzzy" (edit distance)
     obfuscated: bool  # the raw text does not spell any of the brand's names verbatim (case-insensitive)
     # a plain spelling that names no brand: a very common word ("Black"), or a dictionary word ("Sky") in a text
-    # that disguises another brand's name
+    # that disguises another brand's name or names another brand before it
     generic: bool = False
 
 
@@ -450,7 +450,7 @@ class _Alias:
     key: str  # squashed normalised form
     casings: frozenset[str]  # accepted raw spellings of a short name (folded without casefold, alphanumerics only)
     generic: bool  # one common word ("Black"): written plainly it names no brand
-    word: bool  # one dictionary word ("Sky"): written plainly it yields to another brand's disguised name
+    word: bool  # one dictionary word ("Sky"): written plainly it yields to a disguised or earlier brand
 
 
 @dataclass(frozen=True)
@@ -566,6 +566,12 @@ def _word_zipf(word: str, lang: str) -> float:
     return zipf_frequency(word, lang)
 
 
+def _single_word(name: str) -> str | None:
+    """A name's only word, case-folded ("Black" -> "black"); None for names of several words ("Sam's Club")."""
+    words = re.findall(r"[^\W_]+", _benign(name))
+    return words[0].casefold() if len(words) == 1 else None
+
+
 @functools.cache
 def _dictionary() -> frozenset[str]:
     """Lower-case entries of the web2 word list: common nouns and adjectives, no proper names ("sky", not "nike")."""
@@ -672,9 +678,9 @@ class BrandTextMatcher:
             casings = frozenset()
             if len(key) <= cfg.short_name_len and cfg.short_name_case_sensitive:
                 casings = frozenset({_case_key(name), _case_key(name).upper()})
-            words = re.findall(r"[^\W_]+", _benign(name))
-            word = len(words) == 1 and words[0].casefold() in _dictionary()
-            aliases.append(_Alias(brand_id, name, key, casings, self._is_generic(name), word))
+            word = _single_word(name)
+            aliases.append(_Alias(brand_id, name, key, casings, self._is_generic(name),
+                                  word is not None and word in _dictionary()))
         if brand_id in self._names:
             self._remove(brand_id)
         if not aliases:
@@ -723,8 +729,8 @@ class BrandTextMatcher:
 
     def _is_generic(self, name: str) -> bool:
         """Whether a name is one common word of the lexicon language ("Black", "First", "Here")."""
-        words = re.findall(r"[^\W_]+", _benign(name))
-        return len(words) == 1 and _word_zipf(words[0].casefold(), self.config.word_lang) >= self.config.generic_zipf
+        word = _single_word(name)
+        return word is not None and _word_zipf(word, self.config.word_lang) >= self.config.generic_zipf
 
     def _max_edits(self, key: str) -> int:
         return 2 if len(key) >= self.config.fuzzy_long_len else 1
@@ -760,8 +766,7 @@ class BrandTextMatcher:
             At most ``top_k`` matches, one per brand, best first: a match inside the span of another brand's exact
             match ranks after it ("Apple" inside "Apple Music"), generic words last (see the module notes), then by
             score, then disguised spellings (homoglyphs, leetspeak, spacing) before plain ones, then longer names
-            first. Exact matches
-            score 1.0, typo matches ``fuzz.ratio / 100`` (at least ``fuzzy_min_ratio``).
+            first. Exact matches score 1.0, typo matches ``fuzz.ratio / 100`` (at least ``fuzzy_min_ratio``).
         """
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
@@ -908,9 +913,12 @@ class BrandTextMatcher:
         # A dictionary word written plainly yields to a disguised name anywhere (the title hides a brand) and to
         # another brand named before it (titles name the brand first): "Sky Blue" or "Canvas Tote" is then a colour
         # or a material, not a second brand.
+        def disguised(hit: _Hit, match: TextMatch) -> bool:
+            return match.obfuscated or hit.edits > 0
+
         named = [(b, h, m) for b, (_, h, m) in best.items() if not m.generic]
-        yielding = [b for b, h, m in named if h.alias.word and not (m.obfuscated or h.edits) and any(
-            other != b and (om.obfuscated or oh.edits or oh.span[0] < h.span[0]) for other, oh, om in named)]
+        yielding = [b for b, h, m in named if h.alias.word and not disguised(h, m) and any(
+            other != b and (disguised(oh, om) or oh.span[0] < h.span[0]) for other, oh, om in named)]
         for brand_id in yielding:
             rank, hit, match = best[brand_id]
             best[brand_id] = (rank, hit, dataclasses.replace(match, generic=True))
