@@ -123,6 +123,7 @@ class Match:
     image_index: int | None = None  # which listing photo
     box: tuple[float, float, float, float] | None = None  # matched region of that photo (fractions)
     text: str | None = None
+    source: str | None = None  # brand names: where the name was found ("title", "description", or "ocr": photos)
 
 
 @dataclass
@@ -364,7 +365,8 @@ class Featurizer:
 
         evidence = [m for _, m in img.values()] + [m for _, m in fake.values()]
         for source, matches in (("title", title_matches), ("description", desc_matches), ("ocr", ocr_matches)):
-            evidence += [Match(None, b, "brand_name", "text", float(m.score), text=f"{source}: {m.matched_text}")
+            evidence += [Match(None, b, "brand_name", "text", float(m.score), text=f"{source}: {m.matched_text}",
+                               source=source)
                          for b, m in matches.items() if b in self.brands and m.score >= cfg.fuzzy_cutoff]
         evidence.sort(key=lambda m: -m.similarity)
         return ListingFeatures(lst.listing_id, candidates, context, evidence, replica + ocr_replica, ocr_text)

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 
 from detector.bundle import load_model
+from detector.features import ListingFeatures, Match
 from detector.policy import PolicyConfig
 from training import evaluate as evaluate_mod
 from training import train as train_mod
 from training.classifier import (_threshold_for_precision, attribution_upper_bound, choose_thresholds,
                                  unregistered_confidences)
 from training.data import load_dataset, photo_only_copies, photo_only_copy
+from training.metrics import image_top_brand, photo_top_brand
 from training.splits import is_heldout_brand, split_hash
 
 
@@ -85,6 +87,8 @@ def test_evaluation_metrics_match_independent_counts(trained, small_dataset, tmp
     branded = [p for p in preds if p["true_brand_id"] is not None]
     assert metrics["brand_top1_photo"] == pytest.approx(
         np.mean([p["image_brand_id"] == p["true_brand_id"] for p in branded]), abs=1e-4)
+    assert metrics["brand_top1_photo_ocr"] == pytest.approx(
+        np.mean([p["photo_brand_id"] == p["true_brand_id"] for p in branded]), abs=1e-4)
     assert metrics["title_top1"] == pytest.approx(
         np.mean([p["title_brand_id"] == p["true_brand_id"] for p in branded]), abs=1e-4)
     assert (out / "report.html").is_file() and (out / "roc.png").is_file() and (out / "risk_hist.png").is_file()
@@ -106,6 +110,21 @@ def test_photo_only_evaluation_keeps_the_brand_out_of_the_text(trained, small_da
     assert metrics["brand_named_photo_only"] == pytest.approx(
         np.mean([p["brand_id"] == p["true_brand_id"] for p in branded]), abs=1e-4)
     assert metrics["title_top1"] is None  # no listing has a title that could name its brand
+
+
+def test_photo_brand_is_a_name_read_in_the_photos_else_the_image_evidence():
+    def features(*evidence: Match) -> ListingFeatures:
+        return ListingFeatures("L", [], {}, list(evidence))
+
+    region = Match(7, 1, "authentic", "image", 0.8, image_index=0, box=(0.0, 0.0, 0.4, 0.4))
+    title = Match(None, 2, "brand_name", "text", 1.0, text="title: Acme", source="title")
+    read = Match(None, 3, "brand_name", "text", 0.9, text="ocr: Globex", source="ocr")
+    read_better = Match(None, 4, "brand_name", "text", 1.0, text="ocr: Initech", source="ocr")
+    assert image_top_brand(features(region, title, read)) == 1
+    assert photo_top_brand(features(region, title)) == 1  # a name in the title is not in the photo
+    assert photo_top_brand(features(region, title, read)) == 3
+    assert photo_top_brand(features(region, read, read_better)) == 4
+    assert photo_top_brand(features(title)) is None
 
 
 def test_photo_only_copies(small_dataset):

@@ -19,8 +19,8 @@ __all__ = ["register"]
 log = logging.getLogger(__name__)
 
 DEMO_DATA = Path("var/demo-data")
-DEMO_HEADLINE = ("brand_top1_photo", "title_top1", "obfuscated_title_top1", "auc", "recall_at_1pct_fpr",
-                 "known_fake_reupload_recall", "unregistered_logo_attribution_rate", "authentic_blocked_rate")
+DEMO_HEADLINE = ("brand_top1_photo", "brand_top1_photo_ocr", "title_top1", "obfuscated_title_top1", "auc",
+                 "recall_at_1pct_fpr", "known_fake_reupload_recall", "unregistered_logo_attribution_rate", "authentic_blocked_rate")
 
 
 def register(app: typer.Typer) -> None:

@@ -23,7 +23,8 @@ from detector.features import Featurizer, brand_infos
 from indexes.catalog import Catalog
 from training.classifier import LabelledFeatures
 from training.data import load_dataset, photo_only_copy
-from training.metrics import compute_metrics, decisions_for, fake_top_brand, image_top_brand, title_top_brand
+from training.metrics import (compute_metrics, decisions_for, fake_top_brand, image_top_brand, photo_top_brand,
+                              title_top_brand)
 from training.pipeline import dataset_path, featurize_records, label_features, register_brands
 
 __all__ = ["evaluate", "score_split", "sample_records", "main"]
@@ -144,7 +145,8 @@ def write_predictions(path: Path, data: LabelledFeatures, risks: np.ndarray, pol
                 "brand_confidence": round(best.confidence, 4) if best else 0.0,
                 "candidate_brand_id": best.brand_id if best else None,
                 "candidate_authorized_seller": bool(best and best.features.get("authorized_seller")),
-                "image_brand_id": image_top_brand(lf), "title_brand_id": title_top_brand(lf),
+                "image_brand_id": image_top_brand(lf), "photo_brand_id": photo_top_brand(lf),
+                "title_brand_id": title_top_brand(lf),
                 "known_fake_brand_id": fake_top_brand(lf)[0],
             }) + "\n")
 

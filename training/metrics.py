@@ -11,7 +11,7 @@ from detector.features import ListingFeatures
 from detector.policy import PolicyConfig, decide
 from training.classifier import LabelledFeatures
 
-__all__ = ["compute_metrics", "image_top_brand", "title_top_brand", "fake_top_brand", "decisions_for",
+__all__ = ["compute_metrics", "image_top_brand", "photo_top_brand", "title_top_brand", "fake_top_brand", "decisions_for",
            "recall_at_fpr"]
 
 
@@ -19,6 +19,18 @@ def image_top_brand(lf: ListingFeatures) -> int | None:
     """Brand of the closest authentic asset over all photo regions (image evidence alone)."""
     best = max((m for m in lf.evidence if m.kind == "authentic"), key=lambda m: m.similarity, default=None)
     return best.brand_id if best else None
+
+
+def photo_top_brand(lf: ListingFeatures) -> int | None:
+    """Brand the photos show: the best registered name read in them (OCR), else :func:`image_top_brand`.
+
+    A name printed in the photo is the more precise cue where there is one: on 500 of d600's validation logo
+    listings OCR named a registered brand in 51 (all right, none for the 66 unregistered logos), and photo top-1
+    rose 0.892 -> 0.917, mostly wordmarks ("macOS") that the region embeddings confuse with other wordmarks.
+    """
+    read = max((m for m in lf.evidence if m.kind == "brand_name" and m.source == "ocr"), key=lambda m: m.similarity,
+               default=None)
+    return read.brand_id if read else image_top_brand(lf)
 
 
 def fake_top_brand(lf: ListingFeatures) -> tuple[int | None, float]:
@@ -71,6 +83,7 @@ def compute_metrics(data: LabelledFeatures, risks: np.ndarray, policy: PolicyCon
 
     branded = [i for i, b in enumerate(data.brand_ids) if b is not None]
     photo_hits = [image_top_brand(data.features[i]) == data.brand_ids[i] for i in branded]
+    photo_ocr_hits = [photo_top_brand(data.features[i]) == data.brand_ids[i] for i in branded]
     fused_hits = []
     for i in branded:
         best = data.features[i].best()
@@ -101,7 +114,8 @@ def compute_metrics(data: LabelledFeatures, risks: np.ndarray, policy: PolicyCon
         "n_by_label": {lab: int(sum(1 for x in data.labels if x == lab)) for lab in ("counterfeit", "authentic", "unbranded")},
         "auc": round(float(roc_auc_score(y, risks)), 4) if 0 < y.sum() < len(y) else None,
         "recall_at_1pct_fpr": round(recall_at_fpr(y, risks, 0.01), 4) if 0 < y.sum() < len(y) else None,
-        "brand_top1_photo": _rate(photo_hits),
+        "brand_top1_photo": _rate(photo_hits),  # image regions alone
+        "brand_top1_photo_ocr": _rate(photo_ocr_hits),  # image regions and names read in the photos
         "brand_top1_fused": _rate(fused_hits),
         # the brand named (above the brand threshold) when only the photos can show it: no brand in the text
         "brand_named_photo_only": _rate([fused_hits[k] for k, i in enumerate(branded) if photo_only[i]]),
