@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 DEMO_DATA = Path("var/demo-data")
 DEMO_HEADLINE = ("brand_top1_photo", "brand_top1_photo_ocr", "title_top1", "obfuscated_title_top1", "auc",
-                 "recall_at_1pct_fpr", "known_fake_reupload_recall", "unregistered_logo_attribution_rate", "authentic_blocked_rate")
+                 "recall_at_1pct_fpr", "known_fake_reupload_recall", "unregistered_logo_attribution_rate",
+                 "authentic_blocked_rate")
 
 
 def register(app: typer.Typer) -> None:

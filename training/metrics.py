@@ -11,8 +11,8 @@ from detector.features import ListingFeatures
 from detector.policy import PolicyConfig, decide
 from training.classifier import LabelledFeatures
 
-__all__ = ["compute_metrics", "image_top_brand", "photo_top_brand", "title_top_brand", "fake_top_brand", "decisions_for",
-           "recall_at_fpr"]
+__all__ = ["compute_metrics", "image_top_brand", "photo_top_brand", "title_top_brand", "fake_top_brand",
+           "decisions_for", "recall_at_fpr"]
 
 
 def image_top_brand(lf: ListingFeatures) -> int | None:
