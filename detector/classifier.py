@@ -28,7 +28,8 @@ class RiskClassifier:
     """Brand-presence model + calibrated risk model.
 
     ``brand_model`` and ``risk_model`` are fitted scikit-learn estimators with ``predict_proba``; the feature
-    orders are saved with them and checked at load, so a model trained on another layout is refused.
+    names they were fitted on are saved with them and used at prediction, so a classifier trained before a feature
+    was added keeps working; one that needs a feature this code does not compute is refused at load.
     """
 
     brand_model: Any
@@ -38,7 +39,7 @@ class RiskClassifier:
 
     def set_brand_confidence(self, features: Sequence[ListingFeatures]) -> None:
         """Fill ``Candidate.confidence`` of every listing in place (P(the brand's mark is present))."""
-        x, keys = candidate_matrix(features)
+        x, keys = candidate_matrix(features, self.candidate_features)
         if not keys:
             return
         proba = self.brand_model.predict_proba(x)[:, 1]
@@ -51,7 +52,7 @@ class RiskClassifier:
         """Calibrated P(counterfeit) per listing (brand confidences must be set first)."""
         if not features:
             return np.zeros(0, np.float32)
-        x = np.stack([risk_vector(lf) for lf in features])
+        x = np.stack([risk_vector(lf, self.risk_features) for lf in features])
         return self.risk_model.predict_proba(x)[:, 1].astype(np.float32)
 
     def save(self, directory: str | Path) -> None:
@@ -71,14 +72,17 @@ class RiskClassifier:
 
     @classmethod
     def load(cls, directory: str | Path) -> "RiskClassifier":
-        """Load from a model directory, refusing another scikit-learn minor version or feature layout."""
+        """Load from a model directory, refusing another scikit-learn minor version or features this code lacks."""
         directory = Path(directory)
         meta = json.loads((directory / "classifier.json").read_text())
         if meta["sklearn"].split(".")[:2] != sklearn.__version__.split(".")[:2]:
             raise ClassifierVersionError(
                 f"classifier saved with scikit-learn {meta['sklearn']}, running {sklearn.__version__}; retrain it")
-        if tuple(meta["candidate_features"]) != CANDIDATE_FEATURES or tuple(meta["risk_features"]) != RISK_FEATURES:
-            raise ClassifierVersionError("classifier feature layout differs from this code's; retrain it")
+        candidate, risk = tuple(meta["candidate_features"]), tuple(meta["risk_features"])
+        unknown = sorted({*candidate} - {*CANDIDATE_FEATURES} | {*risk} - {*RISK_FEATURES})
+        if unknown:
+            raise ClassifierVersionError(f"classifier uses features this code does not compute ({', '.join(unknown)});"
+                                         " retrain it")
         with open(directory / "classifier.pkl", "rb") as f:
             models = pickle.load(f)
-        return cls(models["brand_model"], models["risk_model"])
+        return cls(models["brand_model"], models["risk_model"], candidate, risk)

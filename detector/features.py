@@ -42,6 +42,7 @@ CANDIDATE_FEATURES = (
     "img_sim",  # best region-to-authentic-asset cosine for this brand
     "img_margin",  # img_sim minus the best other brand's img_sim
     "img_top1",  # 1 when this brand is the image top-1
+    "img_sim_photos",  # mean over the listing's photos of this brand's best region cosine in each photo
     "fake_sim",  # photo-to-known-fake fingerprint cosine of this brand's most distinctive known-fake hit
     "fake_margin",  # how far that hit stands out from the photo's next known fake (a re-used photo stands out)
     "title_score",  # obfuscation-robust fuzzy match of the brand in the title (0..1)
@@ -152,14 +153,14 @@ class ListingFeatures:
         return max(self.candidates, key=lambda c: c.confidence, default=None)
 
 
-def risk_vector(lf: ListingFeatures) -> np.ndarray:
-    """The classifier input of a listing, in ``RISK_FEATURES`` order (zeros where no brand is a candidate)."""
+def risk_vector(lf: ListingFeatures, names: Sequence[str] = RISK_FEATURES) -> np.ndarray:
+    """The classifier input of a listing, in ``names`` order (zeros where no brand is a candidate)."""
     best = lf.best()
     values = dict(lf.context)
     if best is not None:
         values.update(best.features)
         values["brand_conf"] = best.confidence
-    return np.array([float(values.get(name, 0.0)) for name in RISK_FEATURES], dtype=np.float32)
+    return np.array([float(values.get(name, 0.0)) for name in names], dtype=np.float32)
 
 
 class CatalogLike(Protocol):
@@ -220,8 +221,9 @@ class Featurizer:
 
         per_listing_img: list[dict[int, tuple[float, Match]]] = [dict() for _ in listings]
         per_listing_fake: list[dict[int, tuple[float, Match]]] = [dict() for _ in listings]
+        per_listing_photo: list[dict[int, dict[int, float]]] = [dict() for _ in listings]
         if regions is not None:
-            self._image_evidence(regions, owner, local, per_listing_img)
+            self._image_evidence(regions, owner, local, per_listing_img, per_listing_photo)
             self._fake_evidence(self.embedder.fingerprints_from_regions(regions), owner, local, per_listing_fake)
         text_hits = self._text_evidence(title_vecs)
         t_search = time.perf_counter()
@@ -236,7 +238,8 @@ class Featurizer:
 
         out = []
         for i, lst in enumerate(listings):
-            lf = self._assemble(lst, per_listing_img[i], per_listing_fake[i], text_hits[i], ocr_texts[i])
+            lf = self._assemble(lst, per_listing_img[i], per_listing_photo[i], per_listing_fake[i], text_hits[i],
+                                ocr_texts[i])
             out.append(lf)
         t_end = time.perf_counter()
         timings = {"embed": t_embed - t0, "search": t_search - t_embed, "ocr": t_ocr - t_search, "text": t_end - t_ocr}
@@ -246,14 +249,23 @@ class Featurizer:
 
     # --- evidence gathering -------------------------------------------------------------------------------------
 
-    def _image_evidence(self, regions: np.ndarray, owner: list[int], local: list[int], acc: list[dict]) -> None:
+    def _image_evidence(
+        self, regions: np.ndarray, owner: list[int], local: list[int], acc: list[dict], per_photo: list[dict]
+    ) -> None:
+        """Per listing and brand the best region over all photos (``acc``), and the brand's best region cosine in
+        each of the listing's photos (``per_photo``: brand -> {photo: cosine})."""
         n_photos, n_regions, dim = regions.shape
         sims, ids = self.catalog.search_images(regions.reshape(-1, dim), "authentic", self.config.image_k)
         boxes = self.embedder.boxes
-        for listing, brand, sim, asset_id, row in self._best_per_brand(sims, ids, n_regions, owner):
-            photo, region = divmod(row, n_regions)
-            acc[listing][brand] = (sim, Match(asset_id, brand, "authentic", "image", sim, image_index=local[photo],
-                                              box=tuple(float(v) for v in boxes[region])))
+        for photo, brand, sim, asset_id, row in self._best_per_brand(sims, ids, n_regions, range(n_photos)):
+            listing = owner[photo]
+            per_photo[listing].setdefault(brand, {})[local[photo]] = sim
+            held = acc[listing].get(brand)
+            if held is None or sim > held[0]:
+                region = row - photo * n_regions
+                acc[listing][brand] = (sim, Match(asset_id, brand, "authentic", "image", sim,
+                                                  image_index=local[photo],
+                                                  box=tuple(float(v) for v in boxes[region])))
 
     def _fake_evidence(self, fingerprints: np.ndarray, owner: list[int], local: list[int], acc: list[dict]) -> None:
         """Per listing and brand, the known fake that stands out most from each photo's other known-fake hits.
@@ -277,8 +289,9 @@ class Featurizer:
                     acc[listing][brand] = (sim, Match(int(ids[row, j]), brand, "known_fake", "image", sim,
                                                       margin=margin, image_index=local[row]))
 
-    def _best_per_brand(self, sims: np.ndarray, ids: np.ndarray, rows_per_photo: int, owner: list[int]):
-        """For search results ``(rows, k)``, yield the best hit per (listing, brand): listing, brand, sim, id, row."""
+    def _best_per_brand(self, sims: np.ndarray, ids: np.ndarray, rows_per_photo: int, owner: Sequence[int]):
+        """For search results ``(rows, k)``, yield the best hit per (owner, brand): owner, brand, sim, id, row, where
+        ``owner`` maps each photo (``rows_per_photo`` rows) to its group."""
         brands = self.catalog.lookup_asset_brands(ids)
         rows = np.broadcast_to(np.arange(ids.shape[0])[:, None], ids.shape)
         keep = (ids >= 0) & (brands >= 0)
@@ -311,6 +324,7 @@ class Featurizer:
         self,
         lst: Listing,
         img: dict[int, tuple[float, Match]],
+        per_photo: dict[int, dict[int, float]],
         fake: dict[int, tuple[float, Match]],
         text_emb: dict[int, float],
         ocr_text: str,
@@ -322,6 +336,8 @@ class Featurizer:
 
         ranked_img = sorted(img.items(), key=lambda kv: -kv[1][0])
         floor = ranked_img[-1][1][0] if ranked_img else 0.0  # an unseen brand is at most as close as the k-th hit
+        # Per photo, likewise: a brand absent from a photo's hits is at most as close there as its weakest hit.
+        photo_floor = {j: min(v) for j, v in _transpose(per_photo).items()}
         names = []
         names += [b for b, _ in ranked_img[:3]]
         names += [b for b, _ in sorted(fake.items(), key=lambda kv: (-kv[1][1].margin, -kv[1][0]))[:2]]
@@ -351,6 +367,7 @@ class Featurizer:
                 "img_sim": img_sim,
                 "img_margin": img_sim - other,
                 "img_top1": float(bool(ranked_img) and ranked_img[0][0] == b),
+                "img_sim_photos": _photo_mean(per_photo.get(b, {}), photo_floor, floor),
                 "fake_sim": fake[b][0] if b in fake else 0.0,
                 "fake_margin": fake[b][1].margin if b in fake else 0.0,
                 "title_score": tm.score if tm else 0.0,
@@ -391,14 +408,36 @@ class Featurizer:
         return out
 
 
-def candidate_matrix(features: Sequence[ListingFeatures]) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Stack every candidate's evidence row (``CANDIDATE_FEATURES`` order) with its (listing, brand) key."""
+def _transpose(per_photo: dict[int, dict[int, float]]) -> dict[int, list[float]]:
+    """brand -> {photo: cosine} as photo -> [cosines of the brands hit there]."""
+    out: dict[int, list[float]] = {}
+    for by_photo in per_photo.values():
+        for j, sim in by_photo.items():
+            out.setdefault(j, []).append(sim)
+    return out
+
+
+def _photo_mean(by_photo: dict[int, float], photo_floor: dict[int, float], floor: float) -> float:
+    """Mean over the photos with any hit of a brand's best cosine there (the photo's floor where it has none).
+
+    A registered mark shown on a product tends to come back in every photo of the listing; an unregistered
+    look-alike that happens to match one region of one photo does not.
+    """
+    if not photo_floor:
+        return floor
+    return float(np.mean([by_photo.get(j, f) for j, f in photo_floor.items()]))
+
+
+def candidate_matrix(
+    features: Sequence[ListingFeatures], names: Sequence[str] = CANDIDATE_FEATURES
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Stack every candidate's evidence row (``names`` order) with its (listing, brand) key."""
     rows, keys = [], []
     for i, lf in enumerate(features):
         for c in lf.candidates:
-            rows.append([float(c.features[name]) for name in CANDIDATE_FEATURES])
+            rows.append([float(c.features[name]) for name in names])
             keys.append((i, c.brand_id))
-    return np.asarray(rows, dtype=np.float32).reshape(-1, len(CANDIDATE_FEATURES)), keys
+    return np.asarray(rows, dtype=np.float32).reshape(-1, len(names)), keys
 
 
 def as_dict(lf: ListingFeatures) -> dict[str, Any]:

@@ -145,6 +145,7 @@ class Scorer:
             "candidate_brand_id": best.brand_id if best else None,
             "image_brand_similarity": round(feats.get("img_sim", 0.0), 4),
             "image_brand_margin": round(feats.get("img_margin", 0.0), 4),
+            "image_brand_similarity_photos": round(feats.get("img_sim_photos", 0.0), 4),
             "known_fake_similarity": round(lf.context["fake_sim_any"], 4),
             "known_fake_margin": round(lf.context["fake_margin_any"], 4),
             "title_brand_score": round(feats.get("title_score", 0.0), 4),

@@ -165,3 +165,29 @@ def test_policy_decisions():
     assert "default" in list_policies()
     with pytest.raises(KeyError, match="default"):
         get_policy("no-such-policy")
+
+
+def test_a_mark_in_every_photo_scores_higher_across_photos_than_one_photo_showing_it(default_bundle, tmp_path):
+    """``img_sim_photos`` averages a brand's best region over the listing's photos: a listing whose two photos
+    both show the mark scores higher than one whose second photo shows a plain product, with the same best region;
+    with one photo it is the best region itself."""
+    icon = next(i for i in render.list_icons() if is_heldout_brand(i.slug))
+    rng = np.random.default_rng(11)
+    logo = render.render_logo(icon, 256)
+    marked = render.compose_listing_photo(logo, rng, 320)
+    marked_again = render.compose_listing_photo(logo, rng, 320)
+    plain = render.compose_listing_photo(None, rng, 320, product="sneaker")
+    with Catalog.open(tmp_path / "home", default_bundle.embedder) as catalog:
+        brand_id, _ = catalog.add_brand(icon.title)
+        catalog.add_assets([AssetInput(brand_id, "authentic", render.render_reference(icon, v))
+                            for v in ("light", "dark")])
+        featurizer = Scorer(default_bundle, catalog).featurizer
+        both, one, single = featurizer.featurize([Listing("both", images=[marked, marked_again]),
+                                                  Listing("one", images=[marked, plain]),
+                                                  Listing("single", images=[marked])])
+    feats = {lf.listing_id: next(c.features for c in lf.candidates if c.brand_id == brand_id)
+             for lf in (both, one, single)}
+    assert feats["one"]["img_sim"] == pytest.approx(feats["single"]["img_sim"], abs=1e-5)
+    assert feats["single"]["img_sim_photos"] == pytest.approx(feats["single"]["img_sim"], abs=1e-5)
+    assert feats["one"]["img_sim_photos"] < feats["one"]["img_sim"]
+    assert feats["both"]["img_sim_photos"] > feats["one"]["img_sim_photos"]

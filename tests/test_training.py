@@ -278,3 +278,42 @@ def test_trunk_tail_reproduces_the_trunk_and_trains_its_blocks(embedder):
     tuned = create_embedder("effnet-lite0-minilm", delta)
     assert tuned.embed_image_regions([Image.new("RGB", (64, 64), "white")]).shape == (1, len(tuned.boxes), tuned.dim)
     assert report["heldout_retrieval_after"]["n_brands"] == 4
+
+
+def test_a_classifier_fitted_before_a_feature_was_added_keeps_working(tmp_path):
+    """The classifier predicts from the features it was fitted on (saved with it), so the shipped model keeps its
+    scores when the featurizer gains a signal; one that needs a signal this code lacks is refused at load."""
+    from sklearn.linear_model import LogisticRegression
+
+    from detector.classifier import ClassifierVersionError, RiskClassifier
+    from detector.features import CANDIDATE_FEATURES, RISK_FEATURES, Candidate
+
+    rng = np.random.default_rng(0)
+    older_candidate = tuple(n for n in CANDIDATE_FEATURES if n != "img_sim_photos")
+    older_risk = tuple(n for n in RISK_FEATURES if n != "img_sim_photos")
+    assert len(older_candidate) == len(CANDIDATE_FEATURES) - 1
+    brand_model = LogisticRegression().fit(rng.normal(size=(40, len(older_candidate))), np.arange(40) % 2)
+    risk_model = LogisticRegression().fit(rng.normal(size=(40, len(older_risk))), np.arange(40) % 2)
+    RiskClassifier(brand_model, risk_model, older_candidate, older_risk).save(tmp_path)
+    loaded = RiskClassifier.load(tmp_path)
+    assert loaded.candidate_features == older_candidate and loaded.risk_features == older_risk
+
+    def candidate(brand_id: int) -> Candidate:
+        return Candidate(brand_id, {name: float(rng.normal()) for name in CANDIDATE_FEATURES})
+
+    context = {name: 1.0 for name in RISK_FEATURES if name not in CANDIDATE_FEATURES and name != "brand_conf"}
+    listings = [ListingFeatures(f"L{i}", [candidate(1), candidate(2)], dict(context)) for i in range(3)]
+    loaded.set_brand_confidence(listings)
+    rows = np.array([[c.features[n] for n in older_candidate] for lf in listings for c in lf.candidates])
+    expected = brand_model.predict_proba(rows)[:, 1]
+    assert [c.confidence for lf in listings for c in lf.candidates] == pytest.approx(expected.tolist(), abs=1e-6)
+    best = [lf.best() for lf in listings]
+    x = np.array([[b.confidence if n == "brand_conf" else b.features.get(n, context.get(n)) for n in older_risk]
+                  for b in best])
+    assert loaded.predict_risk(listings) == pytest.approx(risk_model.predict_proba(x)[:, 1].tolist(), abs=1e-6)
+
+    meta = json.loads((tmp_path / "classifier.json").read_text())
+    meta["risk_features"].append("seller_age_days")
+    (tmp_path / "classifier.json").write_text(json.dumps(meta))
+    with pytest.raises(ClassifierVersionError, match="seller_age_days"):
+        RiskClassifier.load(tmp_path)

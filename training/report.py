@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve  # noqa: E402
 
 from detector.bundle import ModelBundle  # noqa: E402
-from detector.features import RISK_FEATURES, risk_vector  # noqa: E402
+from detector.features import risk_vector  # noqa: E402
 from training.classifier import LabelledFeatures  # noqa: E402
 from training.data import Dataset  # noqa: E402
 from training.metrics import decisions_for  # noqa: E402
@@ -54,10 +54,11 @@ def signal_ablation(data: LabelledFeatures, bundle: ModelBundle) -> dict[str, fl
     y = np.array([lab == "counterfeit" for lab in data.labels])
     if y.min() == y.max():
         return {}
-    x = np.stack([risk_vector(lf) for lf in data.features])
+    names = bundle.classifier.risk_features
+    x = np.stack([risk_vector(lf, names) for lf in data.features])
     model = bundle.classifier.risk_model
     out = {"(none)": float(roc_auc_score(y, model.predict_proba(x)[:, 1]))}
-    for j, name in enumerate(RISK_FEATURES):
+    for j, name in enumerate(names):
         xa = x.copy()
         xa[:, j] = np.median(x[:, j])
         out[name] = float(roc_auc_score(y, model.predict_proba(xa)[:, 1]))
