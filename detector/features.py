@@ -42,7 +42,6 @@ CANDIDATE_FEATURES = (
     "img_sim",  # best region-to-authentic-asset cosine for this brand
     "img_margin",  # img_sim minus the best other brand's img_sim
     "img_top1",  # 1 when this brand is the image top-1
-    "img_sim_photos",  # mean over the listing's photos of this brand's best region cosine in each photo
     "fake_sim",  # photo-to-known-fake fingerprint cosine of this brand's most distinctive known-fake hit
     "fake_margin",  # how far that hit stands out from the photo's next known fake (a re-used photo stands out)
     "title_score",  # obfuscation-robust fuzzy match of the brand in the title (0..1)
@@ -367,6 +366,8 @@ class Featurizer:
                 "img_sim": img_sim,
                 "img_margin": img_sim - other,
                 "img_top1": float(bool(ranked_img) and ranked_img[0][0] == b),
+                # Reported, not a classifier input: measured as one, it moved the brand threshold more than it
+                # separated look-alikes (README, "Cross-photo consistency").
                 "img_sim_photos": _photo_mean(per_photo.get(b, {}), photo_floor, floor),
                 "fake_sim": fake[b][0] if b in fake else 0.0,
                 "fake_margin": fake[b][1].margin if b in fake else 0.0,

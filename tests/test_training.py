@@ -289,8 +289,8 @@ def test_a_classifier_fitted_before_a_feature_was_added_keeps_working(tmp_path):
     from detector.features import CANDIDATE_FEATURES, RISK_FEATURES, Candidate
 
     rng = np.random.default_rng(0)
-    older_candidate = tuple(n for n in CANDIDATE_FEATURES if n != "img_sim_photos")
-    older_risk = tuple(n for n in RISK_FEATURES if n != "img_sim_photos")
+    older_candidate = tuple(n for n in CANDIDATE_FEATURES if n != "text_emb_sim")  # as if it were added since
+    older_risk = tuple(n for n in RISK_FEATURES if n != "text_emb_sim")
     assert len(older_candidate) == len(CANDIDATE_FEATURES) - 1
     brand_model = LogisticRegression().fit(rng.normal(size=(40, len(older_candidate))), np.arange(40) % 2)
     risk_model = LogisticRegression().fit(rng.normal(size=(40, len(older_risk))), np.arange(40) % 2)
