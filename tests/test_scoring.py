@@ -50,8 +50,9 @@ def test_results_are_well_formed(scored, default_bundle):
         assert all(e.brand_id in registered and e.modality in ("image", "text") for e in res.evidence)
         assert all(e.image_index is None or 0 <= e.image_index < len(rec["images"]) for e in res.evidence)
         assert res.brand is None or res.brand.brand_id in registered
-        for name in ("image_brand_similarity", "image_brand_similarity_photos", "known_fake_similarity", "title_brand_score", "title_obfuscated",
-                     "ocr_text", "price_ratio", "authorized_seller", "replica_terms"):
+        for name in ("image_brand_similarity", "image_brand_similarity_photos", "known_fake_similarity",
+                     "title_brand_score", "title_obfuscated", "ocr_text", "price_ratio", "authorized_seller",
+                     "replica_terms"):
             assert name in res.signals
 
 
