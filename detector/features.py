@@ -220,7 +220,7 @@ class Featurizer:
 
         per_listing_img: list[dict[int, tuple[float, Match]]] = [dict() for _ in listings]
         per_listing_fake: list[dict[int, tuple[float, Match]]] = [dict() for _ in listings]
-        per_listing_photo: list[dict[int, dict[int, float]]] = [dict() for _ in listings]
+        per_listing_photo: list[dict[int, dict[int, float]]] = [dict() for _ in listings]  # photo -> brand -> cos
         if regions is not None:
             self._image_evidence(regions, owner, local, per_listing_img, per_listing_photo)
             self._fake_evidence(self.embedder.fingerprints_from_regions(regions), owner, local, per_listing_fake)
@@ -251,14 +251,14 @@ class Featurizer:
     def _image_evidence(
         self, regions: np.ndarray, owner: list[int], local: list[int], acc: list[dict], per_photo: list[dict]
     ) -> None:
-        """Per listing and brand the best region over all photos (``acc``), and the brand's best region cosine in
-        each of the listing's photos (``per_photo``: brand -> {photo: cosine})."""
+        """Per listing and brand the best region over all photos (``acc``), and per listing photo each brand's best
+        region cosine there (``per_photo``: photo -> {brand: cosine})."""
         n_photos, n_regions, dim = regions.shape
         sims, ids = self.catalog.search_images(regions.reshape(-1, dim), "authentic", self.config.image_k)
         boxes = self.embedder.boxes
         for photo, brand, sim, asset_id, row in self._best_per_brand(sims, ids, n_regions, range(n_photos)):
             listing = owner[photo]
-            per_photo[listing].setdefault(brand, {})[local[photo]] = sim
+            per_photo[listing].setdefault(local[photo], {})[brand] = sim
             held = acc[listing].get(brand)
             if held is None or sim > held[0]:
                 region = row - photo * n_regions
@@ -323,7 +323,7 @@ class Featurizer:
         self,
         lst: Listing,
         img: dict[int, tuple[float, Match]],
-        per_photo: dict[int, dict[int, float]],
+        per_photo: dict[int, dict[int, float]],  # photo -> brand -> best region cosine there
         fake: dict[int, tuple[float, Match]],
         text_emb: dict[int, float],
         ocr_text: str,
@@ -336,7 +336,7 @@ class Featurizer:
         ranked_img = sorted(img.items(), key=lambda kv: -kv[1][0])
         floor = ranked_img[-1][1][0] if ranked_img else 0.0  # an unseen brand is at most as close as the k-th hit
         # Per photo, likewise: a brand absent from a photo's hits is at most as close there as its weakest hit.
-        photo_floor = {j: min(v) for j, v in _transpose(per_photo).items()}
+        photo_floors = [(by_brand, min(by_brand.values())) for by_brand in per_photo.values()]
         names = []
         names += [b for b, _ in ranked_img[:3]]
         names += [b for b, _ in sorted(fake.items(), key=lambda kv: (-kv[1][1].margin, -kv[1][0]))[:2]]
@@ -366,9 +366,9 @@ class Featurizer:
                 "img_sim": img_sim,
                 "img_margin": img_sim - other,
                 "img_top1": float(bool(ranked_img) and ranked_img[0][0] == b),
-                # Reported, not a classifier input: measured as one, it moved the brand threshold more than it
-                # separated look-alikes (README, "Cross-photo consistency").
-                "img_sim_photos": _photo_mean(per_photo.get(b, {}), photo_floor, floor),
+                # The brand's best region cosine averaged over the photos: reported, not a classifier input (as one
+                # it moved the brand threshold more than it separated look-alikes; README, "Cross-photo consistency").
+                "img_sim_photos": float(np.mean([p.get(b, f) for p, f in photo_floors])) if photo_floors else floor,
                 "fake_sim": fake[b][0] if b in fake else 0.0,
                 "fake_margin": fake[b][1].margin if b in fake else 0.0,
                 "title_score": tm.score if tm else 0.0,
@@ -407,26 +407,6 @@ class Featurizer:
         sellers = {s.casefold() for s in brand.authorized_sellers}
         out["authorized_seller"] = float(bool(lst.seller_id) and lst.seller_id.casefold() in sellers)
         return out
-
-
-def _transpose(per_photo: dict[int, dict[int, float]]) -> dict[int, list[float]]:
-    """brand -> {photo: cosine} as photo -> [cosines of the brands hit there]."""
-    out: dict[int, list[float]] = {}
-    for by_photo in per_photo.values():
-        for j, sim in by_photo.items():
-            out.setdefault(j, []).append(sim)
-    return out
-
-
-def _photo_mean(by_photo: dict[int, float], photo_floor: dict[int, float], floor: float) -> float:
-    """Mean over the photos with any hit of a brand's best cosine there (the photo's floor where it has none).
-
-    A registered mark shown on a product tends to come back in every photo of the listing; an unregistered
-    look-alike that happens to match one region of one photo does not.
-    """
-    if not photo_floor:
-        return floor
-    return float(np.mean([by_photo.get(j, f) for j, f in photo_floor.items()]))
 
 
 def candidate_matrix(
