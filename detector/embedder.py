@@ -217,7 +217,7 @@ class ReferenceConfig:
 
 @dataclass
 class FingerprintConfig:
-    """How a reported known fake's stored fingerprint is made (a query photo is always one pass, as it is).
+    """How a reported known fake's stored fingerprint is made, and which views of a query photo are matched to it.
 
     The stored fingerprint averages the raw fingerprints of views of the reported photo: the photo and its mirror (a
     flipped re-upload matches too) and, with ``border`` > 0, both again inside a border of the photo's mean colour
@@ -225,9 +225,26 @@ class FingerprintConfig:
     validation re-uploads of d600 / s1 (whitened): bordered views raise the re-used photo's own similarity (5th
     percentile 0.35 / 0.32 -> 0.40 / 0.40) without raising fresh photos' best hit (95th percentile 0.41 / 0.39 ->
     0.40 / 0.38); centre-cropped views helped less.
+
+    A query photo is always one backbone pass. ``query_subgrids`` adds, from that pass, a fingerprint of every
+    ``s`` x ``s`` sub-grid of its feature map (``s = round(fraction * side)``, same layout as the whole map's
+    fingerprint): a re-upload framed, captioned or cropped by the re-uploader shows the known fake in part of the
+    frame, which one of these views meets (``benchmarks/study_subgrid_fingerprints.py`` measured it; the README has
+    the figures).
     """
 
     border: float = 0.0  # border of the extra views, as a fraction of the photo's shorter side; 0: no extra views
+    # Query side: sub-grid sides, as fractions of the feature map's side, whose every offset also gives the query photo
+    # a fingerprint (the best view counts); () keeps one fingerprint per photo. Stored fingerprints do not change.
+    query_subgrids: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.query_subgrids = tuple(float(v) for v in self.query_subgrids)
+        if not 0.0 <= self.border < 1.0:
+            raise ValueError(f"fingerprint border must lie in [0, 1), got {self.border}")
+        if any(not 0.0 < v < 1.0 for v in self.query_subgrids) or len(set(self.query_subgrids)) != len(
+                self.query_subgrids):
+            raise ValueError(f"fingerprint query_subgrids must be distinct fractions in (0, 1), got {self.query_subgrids}")
 
     @property
     def tag(self) -> str:
@@ -272,7 +289,10 @@ class ModelConfig:
         if isinstance(d.get("references"), Mapping):
             d["references"] = build_config(ReferenceConfig, dict(d["references"]), "references")
         if isinstance(d.get("fingerprints"), Mapping):
-            d["fingerprints"] = build_config(FingerprintConfig, dict(d["fingerprints"]), "fingerprints")
+            f = dict(d["fingerprints"])
+            if "query_subgrids" in f:
+                f["query_subgrids"] = tuple(f["query_subgrids"])
+            d["fingerprints"] = build_config(FingerprintConfig, f, "fingerprints")
         if "trunk_taps" in d:
             d["trunk_taps"] = tuple(d["trunk_taps"])
         return build_config(cls, d, "model config")
@@ -509,6 +529,8 @@ class Embedder:
         self._is_conv_tower = hasattr(model.visual, "trunk") and hasattr(model.visual.trunk, "forward_features")
         if config.regions.strategy == "feature_map" and not self._is_conv_tower:
             raise ValueError(f"{config.name}: region strategy 'feature_map' needs a timm conv tower; use 'crops'")
+        if config.fingerprints.query_subgrids and config.regions.strategy != "feature_map":
+            raise ValueError(f"{config.name}: fingerprint query_subgrids need the 'feature_map' region strategy")
         if self._is_conv_tower:
             self.model.visual.trunk.to(memory_format=torch.channels_last)
         p = config.preprocess
@@ -539,8 +561,9 @@ class Embedder:
         for size in (self.config.preprocess.image_size, *self.config.regions.extra_sizes):
             file = path if size == self.config.preprocess.image_size else extra_size_path(path, size)
             tower = OnnxImageTower(file, self.model_id, num_threads=num_threads)
+            views = self.n_view_regions if size == self.config.preprocess.image_size else 0
             expected = {"config_fingerprint": config_fingerprint(self), "image_size": size,
-                        "regions": len(self.boxes_by_size[size]), "dim": self.dim}
+                        "regions": len(self.boxes_by_size[size]) + views, "dim": self.dim}
             wrong = {k: (tower.meta.get(k), v) for k, v in expected.items() if tower.meta.get(k) != v}
             if wrong:
                 raise ValueError(f"{file} does not match embedder {self.model_id}: (file, embedder) {wrong}")
@@ -601,10 +624,32 @@ class Embedder:
         w = self.fingerprint_whitening
         return w.dim if w is not None else self.raw_fingerprint_dim
 
+    @cached_property
+    def fingerprint_views(self) -> tuple[tuple[tuple[int, int, int, int], ...], ...]:
+        """Query-side fingerprint views (``fingerprints.query_subgrids``): per view, the ``(y0, y1, x0, x1)`` cells of
+        the main feature map each of its regions pools, laid out as the whole map's leading regions are."""
+        grid = self.region_grid
+        lead = self.boxes_by_size[self.config.preprocess.image_size][: fingerprint_regions(grid, self.config.regions)]
+        views = []
+        for side in sorted({round(frac * grid) for frac in self.config.fingerprints.query_subgrids}, reverse=True):
+            if not 1 <= side < grid:
+                continue  # a fraction that rounds to the whole map (or to nothing) adds no view
+            cells = [(round(float(y0) * side), round(float(y1 - y0) * side), round(float(x0) * side),
+                      round(float(x1 - x0) * side)) for x0, y0, x1, y1 in lead]
+            for oy in range(grid - side + 1):
+                for ox in range(grid - side + 1):
+                    views.append(tuple((oy + y, oy + y + max(1, h), ox + x, ox + x + max(1, w)) for y, h, x, w in cells))
+        return tuple(views)
+
+    @property
+    def n_view_regions(self) -> int:
+        """Regions the image tower pools at the main size for :attr:`fingerprint_views`, after its windows."""
+        return sum(len(view) for view in self.fingerprint_views)
+
     def raw_fingerprints_from_regions(self, regions: np.ndarray) -> np.ndarray:
         """Unwhitened fingerprints ``(N, raw_fingerprint_dim)``: the leading regions' embeddings, concatenated."""
         n = fingerprint_regions(self.region_grid, self.config.regions)
-        return l2_normalize(np.ascontiguousarray(regions[:, :n]).reshape(len(regions), -1))
+        return l2_normalize(np.ascontiguousarray(regions[:, :n]).reshape(len(regions), n * regions.shape[-1]))
 
     def _whiten(self, raw: np.ndarray) -> np.ndarray:
         return raw if self.fingerprint_whitening is None else self.fingerprint_whitening(raw)
@@ -612,6 +657,15 @@ class Embedder:
     def fingerprints_from_regions(self, regions: np.ndarray) -> np.ndarray:
         """Fingerprints ``(N, fingerprint_dim)`` of photos from their :meth:`embed_image_regions` output (no mirror)."""
         return self._whiten(self.raw_fingerprints_from_regions(regions))
+
+    def query_fingerprints(self, regions: np.ndarray, view_regions: np.ndarray) -> np.ndarray:
+        """Fingerprints ``(N, 1 + V, fingerprint_dim)`` of query photos: view 0 is :meth:`fingerprints_from_regions`,
+        then one per :attr:`fingerprint_views` entry, from :meth:`embed_query_regions` output."""
+        n = len(regions)
+        lead = fingerprint_regions(self.region_grid, self.config.regions)
+        raw = np.concatenate([self.raw_fingerprints_from_regions(regions)[:, None],
+                              l2_normalize(view_regions.reshape(n, -1, lead * self.dim))], axis=1)
+        return self._whiten(raw.reshape(-1, raw.shape[-1])).reshape(n, raw.shape[1], -1)
 
     def embed_fingerprints(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Flip-tolerant fingerprints ``(N, fingerprint_dim)`` for the known-fake index (two or four passes per image).
@@ -689,17 +743,39 @@ class Embedder:
             return np.zeros((0, n_regions, self.dim), np.float32)
         if self.config.regions.strategy == "crops":
             return self._embed_crops(images)[:, :n_regions]
-        sizes = {self.config.preprocess.image_size: self.preprocess}
+        return self._embed_feature_map(images, whole_only, main_size_only, views=False)
+
+    @torch.inference_mode()
+    def embed_query_regions(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """What scoring needs of listing photos, from one backbone pass per photo and input size: the
+        :meth:`embed_image_regions` output ``(N, R, dim)`` and the photos' :meth:`query_fingerprints`
+        ``(N, 1 + V, fingerprint_dim)``."""
+        if not self.fingerprint_views or not images:
+            regions = self.embed_image_regions(images)
+            return regions, self.fingerprints_from_regions(regions)[:, None]
+        pooled = self._embed_feature_map(images, whole_only=False, main_size_only=False, views=True)
+        n = len(self.boxes)
+        return pooled[:, :n], self.query_fingerprints(pooled[:, :n], pooled[:, n:])
+
+    def _embed_feature_map(self, images: Sequence[Image.Image], whole_only: bool, main_size_only: bool,
+                           views: bool) -> np.ndarray:
+        """Regions of a ``feature_map`` tower, per input size in :attr:`boxes` order, then (``views``) the
+        :attr:`fingerprint_views` regions; all unit-norm."""
+        main = self.config.preprocess.image_size
+        sizes = {main: self.preprocess}
         if not (whole_only or main_size_only):
             sizes.update(self.extra_preprocess)
         out = []
         for chunk in self._batches(list(images)):
             rgb = [im.convert("RGB") for im in chunk]
-            parts = []
+            parts, tail = [], []
             for size, preprocess in sizes.items():
                 x = torch.stack([preprocess(im) for im in rgb])
-                parts.append(self._regions_at(size, x, whole_only))
-            out.append(np.concatenate(parts, axis=1))
+                regions = self._regions_at(size, x, whole_only, views=views and size == main)
+                n = len(self.boxes_by_size[size]) if not whole_only else 1
+                parts.append(regions[:, :n])
+                tail.append(regions[:, n:])
+            out.append(np.concatenate(parts + tail, axis=1))
         return l2_normalize(np.concatenate(out))
 
     @torch.inference_mode()
@@ -714,27 +790,36 @@ class Embedder:
         x = torch.stack([preprocess(im.convert("RGB")) for im in images])
         return l2_normalize(self._regions_at(size, x, whole_only=False))
 
-    def _regions_at(self, size: int, x: torch.Tensor, whole_only: bool) -> np.ndarray:
-        """Region embeddings (unnormalised for torch) of a preprocessed ``(B, 3, size, size)`` batch."""
+    def _regions_at(self, size: int, x: torch.Tensor, whole_only: bool, views: bool = False) -> np.ndarray:
+        """Region embeddings (unnormalised for torch) of a preprocessed ``(B, 3, size, size)`` batch: the size's
+        windows, then (``views``, main size only) the :attr:`fingerprint_views` regions."""
         runtime = self.image_runtime
         if runtime is not None and size != self.config.preprocess.image_size:
             runtime = self.extra_runtimes.get(size)
             if runtime is None:
                 raise RuntimeError(f"{self.model_id}: no ONNX tower for input size {size}; call use_onnx() again")
         if runtime is not None:
+            # The main size's exported tower also pools the fingerprint views, after the windows.
             regions = runtime(x.numpy())
-            return regions[:, :1] if whole_only else regions
+            return regions[:, :1] if whole_only else regions if views else regions[:, : len(self.boxes_by_size[size])]
         visual = self.model.visual
         fmap = visual.trunk.forward_features(x.contiguous(memory_format=torch.channels_last))
-        return visual.head(self.pool_regions(fmap, whole_only=whole_only)).float().numpy()
+        return visual.head(self.pool_regions(fmap, whole_only=whole_only, views=views)).float().numpy()
 
-    def pool_regions(self, fmap: torch.Tensor, whole_only: bool = False) -> torch.Tensor:
-        """Average-pool windows of a ``(B, C, h, w)`` feature map into ``(B, R, C)`` region features."""
+    def pool_regions(self, fmap: torch.Tensor, whole_only: bool = False, views: bool = False) -> torch.Tensor:
+        """Average-pool windows of a ``(B, C, h, w)`` feature map into ``(B, R, C)`` region features; ``views``
+        appends the :attr:`fingerprint_views` regions (a main-size map only)."""
         grid = int(fmap.shape[-1])  # int, so window sizes are plain numbers when traced for ONNX export
         windows = self.config.regions.windows(grid)
         if whole_only:
             windows = windows[:1]
-        return torch.cat([F.avg_pool2d(fmap, k, s).flatten(2).transpose(1, 2) for k, s in windows], dim=1)
+        pooled = [F.avg_pool2d(fmap, k, s).flatten(2).transpose(1, 2) for k, s in windows]
+        if views and not whole_only and self.fingerprint_views:
+            if grid != self.region_grid:
+                raise ValueError(f"fingerprint views are defined on the {self.region_grid}-cell main map, not {grid}")
+            cells = [c for view in self.fingerprint_views for c in view]
+            pooled.append(torch.stack([fmap[:, :, y0:y1, x0:x1].mean((2, 3)) for y0, y1, x0, x1 in cells], dim=1))
+        return torch.cat(pooled, dim=1)
 
     def _embed_crops(self, images: Sequence[Image.Image]) -> np.ndarray:
         boxes = self.boxes

@@ -185,6 +185,26 @@ class OcrReader:
         return [text for _, text, conf in (result or []) if float(conf) >= self.min_confidence]
 
 
+def best_over_views(sims: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge search results ``(N, V, k)`` of each query's ``V`` views into ``(N, k)``: each id once, at its best
+    similarity over the views, best first; empty slots hold id -1 and sim ``-inf`` (as the index pads)."""
+    n, n_views, k = ids.shape
+    if n_views == 1:
+        return sims[:, 0], ids[:, 0]
+    flat_sims, flat_ids = sims.reshape(n, -1), ids.reshape(n, -1)
+    out_sims = np.full((n, k), -np.inf, dtype=np.float32)
+    out_ids = np.full((n, k), -1, dtype=ids.dtype)
+    for row in range(n):
+        order = np.argsort(-flat_sims[row], kind="stable")
+        ranked = flat_ids[row, order]
+        _, first = np.unique(ranked, return_index=True)  # an id's first place in best-first order is its best
+        keep = order[np.sort(first)]
+        keep = keep[flat_ids[row, keep] >= 0][:k]
+        out_sims[row, : len(keep)] = flat_sims[row, keep]
+        out_ids[row, : len(keep)] = flat_ids[row, keep]
+    return out_sims, out_ids
+
+
 class Featurizer:
     """Computes :class:`ListingFeatures` for batches of listings against the current catalog."""
 
@@ -213,7 +233,7 @@ class Featurizer:
         photos = [im for lst in listings for im in lst.images]
         owner = [i for i, lst in enumerate(listings) for _ in lst.images]  # listing of each photo
         local = [j for lst in listings for j in range(len(lst.images))]  # its index within the listing
-        regions = self.embedder.embed_image_regions(photos) if photos else None
+        regions, fingerprints = self.embedder.embed_query_regions(photos) if photos else (None, None)
         titles = [lst.title or " " for lst in listings]
         title_vecs = self.embedder.embed_texts(titles)
         t_embed = time.perf_counter()
@@ -223,7 +243,7 @@ class Featurizer:
         per_listing_photo: list[dict[int, dict[int, float]]] = [dict() for _ in listings]  # photo -> brand -> cos
         if regions is not None:
             self._image_evidence(regions, owner, local, per_listing_img, per_listing_photo)
-            self._fake_evidence(self.embedder.fingerprints_from_regions(regions), owner, local, per_listing_fake)
+            self._fake_evidence(fingerprints, owner, local, per_listing_fake)
         text_hits = self._text_evidence(title_vecs)
         t_search = time.perf_counter()
 
@@ -269,10 +289,12 @@ class Featurizer:
     def _fake_evidence(self, fingerprints: np.ndarray, owner: list[int], local: list[int], acc: list[dict]) -> None:
         """Per listing and brand, the known fake that stands out most from each photo's other known-fake hits.
 
-        Whole-photo similarity alone cannot tell a re-used photo from another photo of the same product on a
-        similar background (both score high); a re-used photo's own known fake stands clear of the next hit.
+        ``fingerprints`` are ``(photos, views, dim)`` (:meth:`Embedder.embed_query_regions`); a photo's similarity
+        to a known fake is the best over its views. Whole-photo similarity alone cannot tell a re-used photo from
+        another photo of the same product on a similar background (both score high); a re-used photo's own known
+        fake stands clear of the next hit.
         """
-        sims, ids = self.catalog.search_images(fingerprints, "known_fake", self.config.fake_k)
+        sims, ids = best_over_views(*self.catalog.search_images(fingerprints, "known_fake", self.config.fake_k))
         brands = self.catalog.lookup_asset_brands(ids)
         for row in range(ids.shape[0]):
             valid = np.flatnonzero((ids[row] >= 0) & (brands[row] >= 0))  # best first, as the index returns them

@@ -54,16 +54,18 @@ OUTPUT_NAME = "region_embeddings"
 
 
 class _RegionTower(torch.nn.Module):
-    """The traced graph: preprocessed pixels -> L2-normalised region embeddings."""
+    """The traced graph: preprocessed pixels -> L2-normalised region embeddings (``views``: then the fingerprint
+    views' regions, see :attr:`Embedder.fingerprint_views`)."""
 
-    def __init__(self, embedder: "Embedder") -> None:
+    def __init__(self, embedder: "Embedder", views: bool = False) -> None:
         super().__init__()
         self.trunk = embedder.model.visual.trunk
         self.head = embedder.model.visual.head
         self.pool_regions = embedder.pool_regions  # a bound method: regions stay defined in one place
+        self.views = views
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        regions = self.head(self.pool_regions(self.trunk.forward_features(x)))
+        regions = self.head(self.pool_regions(self.trunk.forward_features(x), views=self.views))
         return F.normalize(regions, dim=-1)
 
 
@@ -139,8 +141,9 @@ def export_image_tower(embedder: "Embedder", path: str | Path, opset: int = 17, 
     size = int(size or embedder.config.preprocess.image_size)
     if size not in embedder.boxes_by_size:
         raise ValueError(f"{embedder.model_id}: {size} px is not one of its input sizes {list(embedder.boxes_by_size)}")
-    n_regions = len(embedder.boxes_by_size[size])
-    tower = _RegionTower(embedder).eval()
+    views = size == embedder.config.preprocess.image_size  # the main size's tower also pools fingerprint views
+    n_regions = len(embedder.boxes_by_size[size]) + (embedder.n_view_regions if views else 0)
+    tower = _RegionTower(embedder, views=views).eval()
     example = torch.zeros(2, 3, size, size)
     # Write beside the target and rename, so a concurrent reader never sees a half-written file.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

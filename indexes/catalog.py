@@ -1026,7 +1026,8 @@ class Catalog:
 
         Args:
             query_vectors: (N, dim) photo embeddings or (N, R, dim) region embeddings for ``"authentic"``;
-                (N, fingerprint_dim) photo fingerprints (``Embedder.fingerprints_from_regions``) for ``"known_fake"``.
+                (N, fingerprint_dim) or (N, V, fingerprint_dim) photo fingerprints
+                (``Embedder.embed_query_regions``) for ``"known_fake"``.
             kind: ``"authentic"`` or ``"known_fake"``.
             k: Neighbours per query vector.
 

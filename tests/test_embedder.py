@@ -16,6 +16,7 @@ from PIL import Image, ImageOps
 
 import sklearn.datasets
 from detector.embedder import (
+    FingerprintConfig,
     ModelConfig,
     ReferenceConfig,
     RegionConfig,
@@ -30,6 +31,7 @@ from detector.embedder import (
 )
 from detector.vectors import l2_normalize
 from indexes.images import frame_logo
+from tests.helpers import with_query_subgrids
 
 SAMPLE_IMAGES = Path(sklearn.datasets.__file__).parent / "images"
 
@@ -339,3 +341,71 @@ def test_known_fake_fingerprints_can_also_average_bordered_views(embedder):
     raw = embedder.raw_fingerprints_from_regions(embedder.embed_image_regions(views))
     np.testing.assert_allclose(bordered.embed_fingerprints(photos)[0], l2_normalize(raw.sum(0)), atol=1e-5)
     np.testing.assert_allclose(embedder.embed_fingerprints(photos)[0], l2_normalize(raw[:2].sum(0)), atol=1e-5)
+
+
+def test_query_subgrids_are_checked_and_laid_out_like_the_fingerprint(embedder):
+    assert FingerprintConfig(query_subgrids=[0.9]).query_subgrids == (0.9,)
+    for bad in ([0.0], [1.0], [0.9, 0.9], [-0.5]):
+        with pytest.raises(ValueError, match="query_subgrids"):
+            FingerprintConfig(query_subgrids=bad)
+    config = get_model_config("effnet-lite0-minilm").to_dict()
+    config["fingerprints"] = {"query_subgrids": [0.9, 0.8]}
+    assert ModelConfig.from_dict(json.loads(json.dumps(config))).fingerprints.query_subgrids == (0.9, 0.8)
+    with pytest.raises(ValueError, match="feature_map"):
+        create_embedder({**config, "regions": {**config["regions"], "strategy": "crops", "extra_sizes": []}})
+
+    assert embedder.fingerprint_views == () and embedder.n_view_regions == 0
+    views = with_query_subgrids(embedder, (0.9, 0.8, 0.99)).fingerprint_views  # 0.99 rounds to the whole map
+    assert embedder.region_grid == 10 and len(views) == 2 * 2 + 3 * 3
+    # Like the whole map's (whole + 0.6 windows at 0 and 0.3 of the side), in cells (y0, y1, x0, x1) of the map.
+    assert views[0] == ((0, 9, 0, 9), (0, 5, 0, 5), (0, 5, 3, 8), (3, 8, 0, 5), (3, 8, 3, 8))
+    assert views[3] == ((1, 10, 1, 10), (1, 6, 1, 6), (1, 6, 4, 9), (4, 9, 1, 6), (4, 9, 4, 9))
+    assert views[4] == ((0, 8, 0, 8), (0, 5, 0, 5), (0, 5, 2, 7), (2, 7, 0, 5), (2, 7, 2, 7))
+    assert views[-1] == ((2, 10, 2, 10), (2, 7, 2, 7), (2, 7, 4, 9), (4, 9, 2, 7), (4, 9, 4, 9))
+
+
+def test_query_fingerprints_pool_every_subgrid_from_one_pass(embedder):
+    photos = [Image.open(SAMPLE_IMAGES / name).convert("RGB") for name in ("china.jpg", "flower.jpg")]
+    viewed = with_query_subgrids(embedder, (0.8,))
+    regions, fingerprints = viewed.embed_query_regions(photos)
+    np.testing.assert_allclose(regions, embedder.embed_image_regions(photos), atol=1e-6)
+    assert fingerprints.shape == (2, 1 + 9, embedder.fingerprint_dim)
+    np.testing.assert_allclose(fingerprints[:, 0], embedder.fingerprints_from_regions(regions), atol=1e-6)
+    # View 5 is the centred 8 x 8 sub-grid (after view 0, offsets row by row): its fingerprint from the feature map by
+    # hand, made as the whole map's is.
+    visual = embedder.model.visual
+    with torch.inference_mode():
+        fmap = visual.trunk.forward_features(torch.stack([embedder.preprocess(p) for p in photos]))[:, :, 1:9, 1:9]
+        windows = [fmap.mean((2, 3))]
+        windows += [fmap[:, :, y : y + 5, x : x + 5].mean((2, 3)) for y in (0, 2) for x in (0, 2)]
+        parts = [l2_normalize(visual.head(w).float().numpy()) for w in windows]
+    np.testing.assert_allclose(fingerprints[:, 5], l2_normalize(np.concatenate(parts, axis=1)), atol=1e-5)
+    empty_regions, empty = viewed.embed_query_regions([])
+    assert empty_regions.shape == (0, len(embedder.boxes), 512) and empty.shape == (0, 1, embedder.fingerprint_dim)
+    plain_regions, plain = embedder.embed_query_regions(photos[:1])  # no sub-grids: the one usual fingerprint
+    np.testing.assert_allclose(plain[:, 0], fingerprints[:1, 0], atol=1e-6)
+    assert plain.shape == (1, 1, embedder.fingerprint_dim) and plain_regions.shape == regions[:1].shape
+
+
+def test_subgrid_views_meet_a_framed_and_captioned_reupload(default_bundle):
+    # A re-uploader frames the known fake's photo and adds a caption bar: the photo now fills part of the frame, so
+    # the whole-map fingerprint drifts from the stored one; a sub-grid view over the photo meets it again, while other
+    # photos of the same logo stay far below.
+    from training import render
+
+    stored_by = default_bundle.embedder
+    viewed = with_query_subgrids(stored_by, (0.9, 0.8))
+    gains, gaps = [], []
+    for slug in ("nike", "adidas", "puma"):
+        logo = render.render_logo(render.get_icon(slug), 256)
+        for seed in range(2):
+            original = render.compose_listing_photo(logo, np.random.default_rng(seed), 320)
+            framed = ImageOps.expand(original, border=38, fill=(235, 235, 235))
+            reupload = Image.new("RGB", (framed.width, framed.height + 50), (20, 20, 20))
+            reupload.paste(framed, (0, 0))
+            others = [render.compose_listing_photo(logo, np.random.default_rng(50 + seed + k), 320) for k in range(3)]
+            sims = viewed.embed_query_regions([reupload, *others])[1] @ stored_by.embed_fingerprints([original])[0]
+            gains.append(float(sims[0].max() - sims[0, 0]))
+            gaps.append(float(sims[0].max() - sims[1:].max()))
+    assert min(gains) > 0.02 and np.mean(gains) > 0.04, gains
+    assert min(gaps) > 0.15, gaps

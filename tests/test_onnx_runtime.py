@@ -20,6 +20,7 @@ from detector.onnx_runtime import (
     read_sidecar,
     sidecar_path,
 )
+from tests.helpers import with_query_subgrids
 from training.render import compose_listing_photo, get_icon, render_logo
 
 SAMPLE_IMAGES = Path(sklearn.datasets.__file__).parent / "images"
@@ -77,6 +78,23 @@ def test_onnx_regions_match_torch(embedder, exported, photos, n_photos):
     np.testing.assert_array_equal(whole, got[:, 0])  # whole-photo vector is region 0, as with torch
     main = twin.embed_image_regions(batch, main_size_only=True)  # fingerprints: the main size's tower alone
     np.testing.assert_array_equal(main, got[:, : _main_regions(embedder)])
+
+
+def test_onnx_tower_also_pools_fingerprint_views(embedder, photos, tmp_path):
+    viewed = with_query_subgrids(embedder, (0.9,))
+    path = export_image_tower(viewed, tmp_path / "viewed.onnx")
+    export_image_tower(viewed, extra_size_path(path, 416), size=416)
+    assert read_sidecar(path)["regions"] == _main_regions(embedder) + 4 * 5
+    assert read_sidecar(extra_size_path(path, 416))["regions"] == len(embedder.boxes) - _main_regions(embedder)
+    twin = with_query_subgrids(embedder, (0.9,))
+    twin.use_onnx(path)
+    regions, fingerprints = twin.embed_query_regions(photos)
+    reference_regions, reference = viewed.embed_query_regions(photos)
+    assert fingerprints.shape == reference.shape == (3, 5, embedder.fingerprint_dim)
+    assert np.abs(regions - reference_regions).max() < TOLERANCE and np.abs(fingerprints - reference).max() < TOLERANCE
+    np.testing.assert_array_equal(twin.embed_image_regions(photos), regions)  # the views stay out of regions
+    with pytest.raises(ValueError, match="does not match embedder"):
+        _onnx_twin(embedder, path)  # a tower without views is another export
 
 
 def test_onnx_needs_every_input_size(embedder, exported, tmp_path):

@@ -6,8 +6,9 @@ import dataclasses
 
 import numpy as np
 import pytest
-from PIL import ImageOps
+from PIL import Image, ImageOps
 
+from detector.features import best_over_views
 from detector.listing import DECISIONS, Listing
 from detector.policy import PolicyConfig, decide, get_policy, list_policies
 from detector.scoring import Scorer
@@ -16,6 +17,7 @@ from training import render
 from training.data import load_dataset
 from training.pipeline import load_listing, register_brands
 from training.splits import is_heldout_brand
+from tests.helpers import with_query_subgrids
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +121,46 @@ def test_mirrored_reupload_is_told_apart_from_other_photos_of_the_same_product(d
         fresh = [e for e in scorer.score(Listing("fresh", images=[photos[3]])).evidence if e.kind == "known_fake"]
     assert [e.asset_id for e in copied] == [ids[0]]  # one item per brand: its most distinctive known fake
     assert copied[0].margin > 0 and copied[0].margin > max(e.margin for e in fresh)
+
+
+def test_search_results_of_a_photos_views_merge_into_one_ranking():
+    sims = np.array([[[0.9, 0.5, -np.inf], [0.7, 0.6, 0.2]],  # photo 0: id 3 from view 0, id 4 best in view 1
+                     [[0.1, -np.inf, -np.inf], [-np.inf, -np.inf, -np.inf]]], dtype=np.float32)
+    ids = np.array([[[3, 5, -1], [4, 3, 5]], [[7, -1, -1], [-1, -1, -1]]])
+    merged_sims, merged_ids = best_over_views(sims, ids)
+    np.testing.assert_array_equal(merged_ids, [[3, 4, 5], [7, -1, -1]])  # each id once, at its best, best first
+    np.testing.assert_allclose(merged_sims, [[0.9, 0.7, 0.5], [0.1, -np.inf, -np.inf]])
+    one_view = best_over_views(sims[:, :1], ids[:, :1])
+    np.testing.assert_array_equal(one_view[1], ids[:, 0])
+    np.testing.assert_array_equal(one_view[0], sims[:, 0])
+
+
+def test_a_framed_reupload_is_met_by_a_subgrid_view(default_bundle, tmp_path):
+    """With ``fingerprints.query_subgrids`` the scorer matches each photo's sub-grid views too: a known fake's photo
+    re-uploaded inside a wide frame with a caption bar points at that photo, closer than the one whole-photo
+    fingerprint does (the other known fakes' views come closer too, so its margin does not grow with it), and a fresh
+    photo of the same product still stands out less."""
+    icon = next(i for i in render.list_icons() if is_heldout_brand(i.slug))
+    rng = np.random.default_rng(4)
+    logo = render.render_logo(icon, 256)
+    photos = [render.compose_listing_photo(logo, rng, 320) for _ in range(4)]
+    framed = ImageOps.expand(photos[0], border=38, fill=(235, 235, 235))
+    reupload = Image.new("RGB", (framed.width, framed.height + 50), (20, 20, 20))
+    reupload.paste(framed, (0, 0))
+    viewed = dataclasses.replace(default_bundle, embedder=with_query_subgrids(default_bundle.embedder, (0.9, 0.8)))
+    with Catalog.open(tmp_path / "home", default_bundle.embedder) as catalog:
+        brand_id, _ = catalog.add_brand(icon.title)
+        ids, _ = catalog.add_assets([AssetInput(brand_id, "known_fake", photo) for photo in photos[:3]])
+        hits = {}
+        for name, bundle in (("plain", default_bundle), ("viewed", viewed)):
+            scorer = Scorer(bundle, catalog)
+            for kind, photo in (("copy", reupload), ("fresh", photos[3])):
+                hits[name, kind] = [e for e in scorer.score(Listing(kind, images=[photo])).evidence
+                                    if e.kind == "known_fake"]
+    copied, plain = hits["viewed", "copy"][0], hits["plain", "copy"][0]
+    assert copied.asset_id == plain.asset_id == ids[0]
+    assert copied.similarity > plain.similarity + 0.05
+    assert copied.margin > max(e.margin for e in hits["viewed", "fresh"])
 
 
 def test_a_brand_named_by_a_common_word_is_not_found_in_every_title_using_the_word(default_bundle, tmp_path):

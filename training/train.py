@@ -210,7 +210,9 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
         weights_delta, finetune_report = finetune(FinetuneConfig.from_dict(config.finetune), config.embedder,
                                                   out_dir, progress=progress, exclude_slugs=val_slugs)
     if config.embedder_overrides:
-        embedder_config = {**embedder_config, **config.embedder_overrides}
+        embedder_config = {**embedder_config, **{  # a nested section is updated, not replaced
+            key: {**embedder_config.get(key, {}), **value} if isinstance(value, dict) else value
+            for key, value in config.embedder_overrides.items()}}
     if weights_delta is not None:  # without a reused model's whitening: it is refitted below
         weights_delta = _as_saved({k: v for k, v in weights_delta.items() if not k.startswith(WHITENING_PREFIX)})
     whitening_report = None
