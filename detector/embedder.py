@@ -242,9 +242,9 @@ class FingerprintConfig:
         self.query_subgrids = tuple(float(v) for v in self.query_subgrids)
         if not 0.0 <= self.border < 1.0:
             raise ValueError(f"fingerprint border must lie in [0, 1), got {self.border}")
-        if any(not 0.0 < v < 1.0 for v in self.query_subgrids) or len(set(self.query_subgrids)) != len(
-                self.query_subgrids):
-            raise ValueError(f"fingerprint query_subgrids must be distinct fractions in (0, 1), got {self.query_subgrids}")
+        fractions = self.query_subgrids
+        if any(not 0.0 < v < 1.0 for v in fractions) or len(set(fractions)) != len(fractions):
+            raise ValueError(f"fingerprint query_subgrids must be distinct fractions in (0, 1), got {fractions}")
 
     @property
     def tag(self) -> str:
@@ -638,7 +638,8 @@ class Embedder:
                       round(float(x1 - x0) * side)) for x0, y0, x1, y1 in lead]
             for oy in range(grid - side + 1):
                 for ox in range(grid - side + 1):
-                    views.append(tuple((oy + y, oy + y + max(1, h), ox + x, ox + x + max(1, w)) for y, h, x, w in cells))
+                    views.append(tuple((oy + y, oy + y + max(1, h), ox + x, ox + x + max(1, w))
+                                       for y, h, x, w in cells))
         return tuple(views)
 
     @property
