@@ -8,8 +8,10 @@ feature map (same layout: the whole sub-grid and two 0.6 windows per axis at 0 a
 usual), all from the one backbone pass. A photo's similarity to a known fake is the best over its views. Prints, per
 variant: re-upload listings whose most distinctive known-fake hit (largest margin over that photo's runner-up) is of
 the right brand, the re-used photo's similarity to its own known fake (5th percentile, median), and fresh listings'
-best known-fake similarity and margin (95th percentiles). Not the service's code path: a measurement to decide
-whether building it is worth a classifier refit. Asserts nothing.
+best known-fake similarity and margin (95th percentiles). Written before the service had it, as a measurement to
+decide whether building it was worth a classifier refit; the service's path is now ``fingerprints.query_subgrids``
+(``Embedder.embed_query_regions``; ``tests/test_embedder.py`` checks it gives the fingerprints computed here).
+Asserts nothing.
 """
 
 from __future__ import annotations
