@@ -84,12 +84,17 @@ def bench_runtimes(embedder: Embedder, photos: list[Image.Image], onnx_path: Pat
             embedder.image_runtime = None
 
     sizes = "+".join(str(s) for s in (embedder.config.preprocess.image_size, *embedder.config.regions.extra_sizes))
+    cfg = embedder.config  # the same model with query-side fingerprint views (fingerprints.query_subgrids)
+    viewed = Embedder(embedder.model, embedder.preprocess, embedder.tokenizer, dataclasses.replace(
+        cfg, fingerprints=dataclasses.replace(cfg.fingerprints, query_subgrids=(0.9,))), version=embedder.version,
+        batch_size=embedder.batch_size, fingerprint_whitening=embedder.fingerprint_whitening)
 
     variants: dict[str, Callable[[Sequence[Image.Image]], np.ndarray]] = {
         "preprocess only (PIL -> tensor)": lambda ims: preprocess_only(embedder, ims),
         "torch eager, contiguous NCHW, main size": eager_contiguous,
         "torch eager, channels_last, main size": lambda ims: channels_last(ims, main_size_only=True),
         f"torch eager, channels_last, {sizes} (default)": channels_last,
+        f"torch eager, channels_last, {sizes}, 0.9 sub-grid views": lambda ims: viewed.embed_query_regions(ims)[0],
         "ONNX Runtime fp32 (CPU EP), main size": lambda ims: onnx(ims, main_size_only=True),
         f"ONNX Runtime fp32 (CPU EP), {sizes}": onnx,
         "ONNX Runtime fp32, spinning threads, main size": lambda ims: onnx(ims, "spinning", main_size_only=True),

@@ -198,14 +198,14 @@ def _cache_is_fresh(path: Path, embedder: "Embedder") -> bool:
 
 
 def export_image_tower_cached(embedder: "Embedder", cache_dir: str | Path | None = None, opset: int = 17) -> Path:
-    """Export the image tower once into ``cache_dir`` (keyed by model id) and reuse that file afterwards.
+    """Export the image tower once into ``cache_dir`` (keyed by model id and config) and reuse that file afterwards.
 
     Returns the main input size's file; those of ``regions.extra_sizes`` lie beside it (:func:`extra_size_path`).
-    A cached file whose sidecar names another model id or config, or whose bytes no longer match its hash, is
-    exported again.
+    Two configs of one model (e.g. with and without ``fingerprints.query_subgrids``) keep separate files. A cached
+    file whose sidecar names another model id or config, or whose bytes no longer match its hash, is exported again.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    stem = re.sub(r"[^A-Za-z0-9@._-]+", "_", embedder.model_id)
+    stem = re.sub(r"[^A-Za-z0-9@._-]+", "_", f"{embedder.model_id}_{config_fingerprint(embedder)}")
     path = cache_dir / f"{stem}.onnx"
     for size in (None, *embedder.config.regions.extra_sizes):
         file = path if size is None else extra_size_path(path, size)

@@ -14,6 +14,7 @@ from PIL import Image
 from detector.embedder import Embedder, create_embedder
 from detector.onnx_runtime import (
     OnnxImageTower,
+    config_fingerprint,
     export_image_tower,
     export_image_tower_cached,
     extra_size_path,
@@ -155,8 +156,8 @@ def test_create_embedder_reuses_the_cached_export(embedder, photos, tmp_path):
     second = create_embedder(runtime="onnx", onnx_cache_dir=tmp_path)
     assert second.image_runtime.path == path
     assert (path.stat().st_mtime_ns, sidecar_path(path).stat().st_mtime_ns) == stamp  # not exported again
-    names = {"effnet-lite0-minilm@base.onnx", "effnet-lite0-minilm@base.json",  # main size, and 416 px beside it
-             "effnet-lite0-minilm@base-416.onnx", "effnet-lite0-minilm@base-416.json"}
+    stem = f"effnet-lite0-minilm@base_{config_fingerprint(first)}"  # main size, and 416 px beside it
+    names = {f"{stem}.onnx", f"{stem}.json", f"{stem}-416.onnx", f"{stem}-416.json"}
     assert {p.name for p in tmp_path.iterdir()} == names
     got = second.embed_image_regions(photos[:1])
     assert np.abs(got - embedder.embed_image_regions(photos[:1])).max() < TOLERANCE
@@ -166,6 +167,11 @@ def test_create_embedder_reuses_the_cached_export(embedder, photos, tmp_path):
     assert export_image_tower_cached(second, tmp_path) == path
     assert read_sidecar(path)["model_id"] == second.model_id
     assert path.stat().st_mtime_ns > stamp[0]
+
+    # Another config of the same model (query-side fingerprint views) gets its own files and leaves these alone.
+    viewed = export_image_tower_cached(with_query_subgrids(second, (0.9,)), tmp_path)
+    assert viewed != path and read_sidecar(viewed)["regions"] == read_sidecar(path)["regions"] + 4 * 5
+    assert export_image_tower_cached(second, tmp_path) == path and len(list(tmp_path.iterdir())) == 2 * len(names)
 
 
 def test_torch_stays_the_default_and_unknown_runtime_is_refused(embedder):
