@@ -56,6 +56,34 @@ def test_probe_matches_a_direct_computation(default_bundle, small_dataset, tmp_p
     assert model["top1"] <= model["top5"]
 
 
+def test_probe_weights_replace_the_model_s_own(default_bundle, small_dataset, tmp_path):
+    """``--weights`` probes the model's embedder config with other fine-tuned weights: the model's own file gives
+    the model's numbers, a different image projection gives different ones."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from detector.bundle import resolve_model_path
+
+    own = resolve_model_path("default") / "weights.safetensors"
+    weights = load_file(own)
+    rng = torch.Generator().manual_seed(0)
+    weights["visual.head.proj.weight"] = torch.randn(weights["visual.head.proj.weight"].shape, generator=rng,
+                                                     dtype=torch.float32).to(torch.float16)
+    save_file(weights, str(tmp_path / "other.safetensors"))
+
+    def run(*extra: str) -> dict:
+        out = tmp_path / f"probe{len(list(tmp_path.iterdir()))}"
+        assert probe_mod.main(["--data", str(small_dataset), "--limit", "12", "--out", str(out), "--no-progress",
+                               *extra]) == 0
+        return json.loads((out / "probe.json").read_text())
+
+    plain, same, other = run(), run("--weights", str(own)), run("--weights", str(tmp_path / "other.safetensors"))
+    assert same["weights"] == str(own) and plain["weights"] is None
+    assert same["variants"] == plain["variants"]
+    model = [v for v in other["variants"] if v["model"]][0]
+    assert model["top1"] < [v for v in plain["variants"] if v["model"]][0]["top1"]
+
+
 def test_title_probe_counts_each_kind_of_title():
     from training.title_probe import registry_names, title_probe
 

@@ -251,7 +251,7 @@ def test_retraining_only_the_classifier_reuses_the_embedder(trained, small_datas
     assert not (out / "finetune.json").exists()
 
 
-def test_trunk_tail_reproduces_the_trunk_and_trains_its_blocks(embedder):
+def test_trunk_tail_reproduces_the_trunk_and_trains_its_blocks(embedder, tmp_path):
     import torch
     from PIL import Image
 
@@ -269,7 +269,8 @@ def test_trunk_tail_reproduces_the_trunk_and_trains_its_blocks(embedder):
         np.testing.assert_allclose(tail(cached).numpy(), full.numpy(), atol=2e-2)  # cache is float16
 
     delta, report = finetune(FinetuneConfig(n_brands=12, photos_per_brand=1, epochs=1, batch_size=6, eval_brands=4,
-                                            eval_photos_per_brand=1, unfreeze_blocks=1), progress=False)
+                                            eval_photos_per_brand=1, unfreeze_blocks=1, hard_negatives=0.5,
+                                            hard_group=3), out_dir=tmp_path, progress=False)
     block = "visual.trunk.blocks.blocks.5."
     trained_keys = [k for k in delta if k.startswith(block)]
     assert trained_keys and not any(k.startswith("visual.trunk.blocks.blocks.4.") for k in delta)
@@ -278,6 +279,42 @@ def test_trunk_tail_reproduces_the_trunk_and_trains_its_blocks(embedder):
     tuned = create_embedder("effnet-lite0-minilm", delta)
     assert tuned.embed_image_regions([Image.new("RGB", (64, 64), "white")]).shape == (1, len(tuned.boxes), tuned.dim)
     assert report["heldout_retrieval_after"]["n_brands"] == 4
+    from safetensors.torch import load_file
+
+    saved = load_file(tmp_path / "finetune_weights.safetensors")  # kept as soon as fine-tuning ends
+    assert saved.keys() == delta.keys() and torch.equal(saved[trained_keys[0]], delta[trained_keys[0]].half())
+    assert json.loads((tmp_path / "finetune.json").read_text())["config"]["hard_negatives"] == 0.5
+
+
+def test_hard_negative_batches_group_look_alike_brands():
+    """Look-alike groups fill the asked share of each batch with an anchor and its nearest unused neighbours; every
+    brand is used at most once an epoch, and without neighbours the batches are the uniform permutation."""
+    import torch
+
+    from training.finetune import FinetuneConfig, epoch_batches, nearest_brands
+
+    rng = np.random.default_rng(0)
+    # 12 clusters of 8 brands: members of a cluster point the same way, clusters are orthogonal
+    vecs = torch.nn.functional.normalize(torch.eye(12).repeat_interleave(8, 0) + 0.05 * torch.randn(96, 12), dim=-1)
+    neighbours = nearest_brands(vecs, 16)
+    assert neighbours.shape == (96, 16) and not (neighbours == np.arange(96)[:, None]).any()
+    assert all(set(neighbours[b, :7] // 8) == {b // 8} for b in range(96))  # the 7 nearest are its cluster
+
+    batches = epoch_batches(96, 32, 3, rng, neighbours, hard_fraction=0.5, group=8)
+    flat = np.concatenate(batches)
+    assert [len(b) for b in batches] == [32, 32, 32] and len(set(flat.tolist())) == len(flat)
+    # the first batch starts with two untouched clusters (an anchor and its 7 nearest), then 16 uniform draws
+    first = batches[0]
+    assert sorted(first[:8] // 8) == [first[0] // 8] * 8 and sorted(first[8:16] // 8) == [first[8] // 8] * 8
+
+    uniform = epoch_batches(96, 32, 3, np.random.default_rng(5))
+    np.testing.assert_array_equal(np.concatenate(uniform), np.random.default_rng(5).permutation(96))
+    with pytest.raises(ValueError, match="need more than"):
+        epoch_batches(96, 32, 4, rng, neighbours, hard_fraction=0.5)
+    with pytest.raises(ValueError, match="hard_negatives"):
+        FinetuneConfig(hard_negatives=1.5)
+    with pytest.raises(ValueError, match="hard_group"):
+        FinetuneConfig(hard_group=1)
 
 
 def test_a_classifier_fitted_before_a_feature_was_added_keeps_working(tmp_path):

@@ -57,7 +57,18 @@ class FinetuneConfig:
     eval_photos_per_brand: int = 2
     unfreeze_blocks: int = 0  # last image-trunk blocks trained too (0 = projections only, LiT)
     block_lr: float = 2e-4  # learning rate of the unfrozen blocks
+    # Share of each batch drawn as groups of brands whose references look alike (an anchor and its nearest
+    # neighbours under the current model, refreshed every epoch), so in-batch negatives include the marks a photo
+    # is confused with; the rest of the batch is drawn uniformly. 0 = uniform batches.
+    hard_negatives: float = 0.0
+    hard_group: int = 8  # brands per look-alike group
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.hard_negatives <= 1.0:
+            raise ValueError(f"hard_negatives={self.hard_negatives}: a share of the batch, in [0, 1]")
+        if self.hard_group < 2:
+            raise ValueError(f"hard_group={self.hard_group}: a group needs an anchor and at least one neighbour")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "FinetuneConfig":
@@ -189,6 +200,44 @@ def evaluate_retrieval(head: torch.nn.Module, photo_feats: torch.Tensor, photo_b
             "n_photos": int(len(photo_brand)), "n_brands": n_brands}
 
 
+def nearest_brands(brand_vecs: torch.Tensor, k: int) -> np.ndarray:
+    """Each brand's ``k`` most similar other brands ``(n, k)``, nearest first (cosine of unit vectors)."""
+    sims = brand_vecs @ brand_vecs.T
+    sims.fill_diagonal_(-float("inf"))
+    return sims.topk(min(k, len(brand_vecs) - 1), dim=1).indices.numpy()
+
+
+def epoch_batches(n_brands: int, batch_size: int, steps: int, rng: np.random.Generator,
+                  neighbours: np.ndarray | None = None, hard_fraction: float = 0.0, group: int = 8
+                  ) -> list[np.ndarray]:
+    """The brands of each step of an epoch, every brand at most once.
+
+    With ``neighbours`` (:func:`nearest_brands`), ``hard_fraction`` of each batch is made of groups: a random anchor
+    and its nearest neighbours not used yet this epoch (up to ``group`` brands); the rest is drawn uniformly.
+    """
+    if neighbours is None or hard_fraction <= 0.0:
+        order = rng.permutation(n_brands)
+        return [order[s * batch_size : (s + 1) * batch_size] for s in range(steps)]
+    if steps * batch_size > n_brands:
+        raise ValueError(f"{steps} steps of {batch_size} brands need more than {n_brands} brands")
+    used = np.zeros(n_brands, dtype=bool)
+    anchors = iter(rng.permutation(n_brands))
+    n_hard = int(round(hard_fraction * batch_size))
+    batches = []
+    for _ in range(steps):
+        batch: list[int] = []
+        while len(batch) < n_hard:
+            anchor = next(a for a in anchors if not used[a])
+            members = [int(anchor)] + [int(b) for b in neighbours[anchor] if not used[b] and b != anchor]
+            members = members[: min(group, n_hard - len(batch))]
+            used[members] = True
+            batch += members
+        rest = rng.choice(np.flatnonzero(~used), batch_size - len(batch), replace=False)
+        used[rest] = True
+        batches.append(np.array(batch + [int(b) for b in rest]))
+    return batches
+
+
 def _standardize_init(proj: torch.nn.Linear, feats: torch.Tensor) -> None:
     """Fold per-channel standardisation of the frozen features into the projection (a better starting point)."""
     mu, sd = feats.mean(0), feats.std(0) + 1e-3
@@ -275,13 +324,24 @@ def finetune(config: FinetuneConfig, embedder_config: str = "effnet-lite0-minilm
 
     before = evaluate_retrieval(embedder.model.visual.head.float(), ev_photo, eval_set.photo_brand, ev_ref,
                                 eval_set.ref_brand)
+    first_ref = [int(refs[0]) for refs in refs_by_brand]
+
+    def look_alikes() -> np.ndarray | None:
+        """Every brand's nearest brands by reference embedding under the model as it is now."""
+        if config.hard_negatives <= 0.0:
+            return None
+        with torch.no_grad():
+            vecs = torch.cat([F.normalize(head(ref_features(first_ref[i : i + 256])), dim=-1)
+                              for i in range(0, n_brands, 256)])
+        return nearest_brands(vecs, 4 * config.hard_group)
+
     history = []
     with progress_bar(progress) as bar:
         task = bar.add_task(f"fine-tuning ({total_steps} steps)", total=total_steps)
         for epoch in range(config.epochs):
-            order = rng.permutation(n_brands)
-            for s in range(steps_per_epoch):
-                brands = order[s * config.batch_size : (s + 1) * config.batch_size]
+            batches = epoch_batches(n_brands, config.batch_size, steps_per_epoch, rng, look_alikes(),
+                                    config.hard_negatives, config.hard_group)
+            for brands in batches:
                 pi = [rng.choice(photos_by_brand[b]) for b in brands]
                 ri = [rng.choice(refs_by_brand[b]) for b in brands]
                 q = F.normalize(head(photo_features(pi)), dim=-1)
@@ -331,7 +391,11 @@ def finetune(config: FinetuneConfig, embedder_config: str = "effnet-lite0-minilm
         "wall_time_s": {"render": round(t_render - t0, 1), "features": round(t_cache - t_render, 1),
                         "train": round(time.time() - t_cache, 1), "total": round(time.time() - t0, 1)},
     }
-    if out_dir is not None:
+    if out_dir is not None:  # the weights too, so they can be probed while the rest of a training run goes on
+        from safetensors.torch import save_file
+
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "finetune.json").write_text(json.dumps(report, indent=2) + "\n")
+        save_file({k: v.to(torch.float16).contiguous() for k, v in delta.items()},
+                  str(Path(out_dir) / "finetune_weights.safetensors"))
     return delta, report

@@ -1,6 +1,7 @@
 """Brand-from-photo retrieval on one split, fast: for embedder experiments (input sizes, how brand scores pool).
 
-``python -m training.probe --model default --data DIR --split val --limit 500 [--extra-sizes 512] [--out DIR]``
+``python -m training.probe --model default --data DIR --split val --limit 500 [--extra-sizes 512] [--out DIR]
+[--weights RUN/finetune_weights.safetensors]``
 
 Embeds the registered brands' reference assets (every split, as the evaluation gallery ``all``) and the photos of a
 split's listings that show a logo, then ranks brands by photo evidence alone, brute force, for several variants: each
@@ -28,8 +29,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from detector.bundle import load_model
-from detector.embedder import Embedder
+from detector.bundle import load_embedder_weights, load_model
+from detector.embedder import Embedder, create_embedder
 from training.data import Dataset, load_dataset
 from training.evaluate import sample_records
 from training.pipeline import dataset_path, progress_bar
@@ -167,13 +168,17 @@ def _print(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m training.probe --model M --data DIR [--split val] [--limit N] [--extra-sizes 512] [--out DIR]``."""
+    """``python -m training.probe --model M --data DIR [--split val] [--limit N] [--extra-sizes 512] [--weights F]
+    [--out DIR]``."""
     parser = argparse.ArgumentParser(prog="training.probe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="default", help="model directory, 'default' or BentoML tag")
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", default="val", help="never 'test' while choosing a design")
     parser.add_argument("--limit", type=int, default=500, help="listings sampled from the split (0: all)")
     parser.add_argument("--extra-sizes", default="", help="comma-separated input sides to try beside the model's")
+    parser.add_argument("--weights", default=None, metavar="FILE",
+                        help="safetensors of fine-tuned weights to use with MODEL's embedder config instead of its "
+                             "own (e.g. a training run's finetune_weights.safetensors)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="folder for probe.json")
     parser.add_argument("--no-progress", action="store_true")
@@ -183,9 +188,17 @@ def main(argv: list[str] | None = None) -> int:
     if any(s < 32 for s in extra):
         parser.error("--extra-sizes must be input sides >= 32 px")
     bundle = load_model(args.model)
-    result = probe(bundle.embedder, load_dataset(dataset_path(args.data)), args.split, args.limit or None, extra,
+    embedder = bundle.embedder
+    if args.weights:  # the model's embedder config with other fine-tuned weights (a run's finetune_weights)
+        from safetensors.torch import load_file
+
+        embedder_config, _ = load_embedder_weights(args.model)
+        delta = {k: v.float() for k, v in load_file(args.weights).items()}
+        embedder = create_embedder(embedder_config, weights_delta=delta)
+    result = probe(embedder, load_dataset(dataset_path(args.data)), args.split, args.limit or None, extra,
                    args.seed, progress=not args.no_progress)
     result["model_version"] = bundle.version
+    result["weights"] = args.weights
     _print(result)
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
