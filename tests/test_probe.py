@@ -79,6 +79,7 @@ def test_probe_weights_replace_the_model_s_own(default_bundle, small_dataset, tm
 
     plain, same, other = run(), run("--weights", str(own)), run("--weights", str(tmp_path / "other.safetensors"))
     assert same["weights"] == str(own) and plain["weights"] is None
+    assert same["model_version"] == plain["model_version"] == default_bundle.version
     assert same["variants"] == plain["variants"]
     model = [v for v in other["variants"] if v["model"]][0]
     assert model["top1"] < [v for v in plain["variants"] if v["model"]][0]["top1"]

@@ -29,7 +29,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from detector.bundle import load_embedder_weights, load_model
+from detector.bundle import load_embedder_weights, load_model, resolve_model_path
 from detector.embedder import Embedder, create_embedder
 from training.data import Dataset, load_dataset
 from training.evaluate import sample_records
@@ -187,17 +187,18 @@ def main(argv: list[str] | None = None) -> int:
     extra = [int(s) for s in args.extra_sizes.split(",") if s.strip()]
     if any(s < 32 for s in extra):
         parser.error("--extra-sizes must be input sides >= 32 px")
-    bundle = load_model(args.model)
-    embedder = bundle.embedder
     if args.weights:  # the model's embedder config with other fine-tuned weights (a run's finetune_weights)
         from safetensors.torch import load_file
 
         embedder_config, _ = load_embedder_weights(args.model)
-        delta = {k: v.float() for k, v in load_file(args.weights).items()}
-        embedder = create_embedder(embedder_config, weights_delta=delta)
+        embedder = create_embedder(embedder_config, {k: v.float() for k, v in load_file(args.weights).items()})
+        version = json.loads((resolve_model_path(args.model) / "model.json").read_text())["version"]
+    else:
+        bundle = load_model(args.model)
+        embedder, version = bundle.embedder, bundle.version
     result = probe(embedder, load_dataset(dataset_path(args.data)), args.split, args.limit or None, extra,
                    args.seed, progress=not args.no_progress)
-    result["model_version"] = bundle.version
+    result["model_version"] = version
     result["weights"] = args.weights
     _print(result)
     if args.out:
