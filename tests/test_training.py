@@ -251,6 +251,46 @@ def test_retraining_only_the_classifier_reuses_the_embedder(trained, small_datas
     assert not (out / "finetune.json").exists()
 
 
+def test_a_stopped_run_goes_on_from_its_saved_fine_tuning(trained, small_dataset, tmp_path):
+    """--finetune-from reuses a run's finetune_weights.safetensors and report instead of fine-tuning again."""
+    import torch
+    from safetensors.torch import load_file
+
+    from detector.bundle import load_embedder_weights
+    from detector.embedder import WHITENING_PREFIX
+
+    run = trained.parent
+    config = json.loads((train_mod.CONFIG_DIR / "quick.json").read_text())
+    config["max_listings"] = 120  # the classifier stage only needs to run, not to be good
+    (tmp_path / "small.json").write_text(json.dumps(config))
+    out = tmp_path / "run"
+    argv = ["--config", str(tmp_path / "small.json"), "--data", str(small_dataset), "--out", str(out), "--no-progress",
+            "--finetune-from", str(run)]
+    assert train_mod.main(argv) == 0
+    assert not (out / "finetune.json").exists()  # nothing was fine-tuned
+    saved = load_file(run / "finetune_weights.safetensors")
+    _, delta = load_embedder_weights(out / "model")
+    tuned = {k: v for k, v in delta.items() if not k.startswith(WHITENING_PREFIX)}
+    assert tuned.keys() == saved.keys() and all(torch.equal(tuned[k], saved[k].float()) for k in saved)
+    meta = json.loads((out / "model" / "model.json").read_text())
+    source = json.loads((run / "finetune.json").read_text())
+    assert meta["finetune"]["reused_from"]["run"] == str(run.resolve())
+    assert meta["finetune"]["heldout_retrieval_after"] == source["heldout_retrieval_after"]
+
+    other = train_mod.get_train_config(tmp_path / "small.json")
+    other.finetune = {**other.finetune, "epochs": 4}
+    with pytest.raises(ValueError, match="epochs"):  # weights of other settings are not passed off as this config's
+        train_mod.load_finetune_run(run, other)
+    other.finetune = None
+    with pytest.raises(ValueError, match="does not fine-tune"):
+        train_mod.load_finetune_run(run, other)
+    with pytest.raises(FileNotFoundError, match="finetune.json"):
+        train_mod.load_finetune_run(tmp_path, train_mod.get_train_config("quick"))
+    with pytest.raises(ValueError, match="give one"):
+        train_mod.train(train_mod.get_train_config("quick"), small_dataset, out, embedder_from=trained,
+                        finetune_from=run)
+
+
 def test_trunk_tail_reproduces_the_trunk_and_trains_its_blocks(embedder, tmp_path):
     import torch
     from PIL import Image

@@ -36,8 +36,8 @@ from training.pipeline import dataset_path, featurize_records, label_features, r
 from training.splits import is_heldout_brand, split_hash
 from training.whitening import WhiteningConfig, fit_fingerprint_whitening
 
-__all__ = ["TrainConfig", "get_train_config", "list_train_configs", "merge_datasets", "train", "assert_no_heldout",
-           "main"]
+__all__ = ["TrainConfig", "get_train_config", "list_train_configs", "load_finetune_run", "merge_datasets", "train",
+           "assert_no_heldout", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -162,13 +162,47 @@ def _subset(data: LabelledFeatures, keep: list[bool]) -> LabelledFeatures:
                             [data.records[i] for i in pick] if data.records else [])
 
 
+def load_finetune_run(run_dir: str | Path, config: TrainConfig) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The fine-tuned weights and report an earlier run of ``config`` saved in ``run_dir`` (see ``finetune``).
+
+    Lets a run whose fine-tuning finished but whose classifier stage was stopped go on without fine-tuning again.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` lacks ``finetune.json`` or ``finetune_weights.safetensors``.
+        ValueError: ``config`` does not fine-tune, or the run fine-tuned with other settings than ``config.finetune``.
+    """
+    from safetensors.torch import load_file
+
+    from training.finetune import FinetuneConfig
+
+    run_dir = Path(run_dir)
+    report_path, weights_path = run_dir / "finetune.json", run_dir / "finetune_weights.safetensors"
+    for path in (report_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: not a finished fine-tuning run folder")
+    if config.finetune is None:
+        raise ValueError(f"train config {config.name!r} does not fine-tune; use --embedder-from to reuse a model")
+    report = json.loads(report_path.read_text())
+    wanted = dataclasses.asdict(FinetuneConfig.from_dict(config.finetune))
+    differ = {k: (report["config"].get(k), v) for k, v in wanted.items() if report["config"].get(k) != v}
+    if differ:
+        raise ValueError(f"{run_dir} fine-tuned with other settings than config {config.name!r} "
+                         f"(field: (run, config)): {differ}")
+    delta = {k: v.float() for k, v in load_file(str(weights_path)).items()}
+    return delta, {"reused_from": {"run": str(run_dir.resolve())}, **report}
+
+
 def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progress: bool = True,
-          weights_delta: dict[str, torch.Tensor] | None = None, embedder_from: str | Path | None = None) -> Path:
+          weights_delta: dict[str, torch.Tensor] | None = None, embedder_from: str | Path | None = None,
+          finetune_from: str | Path | None = None) -> Path:
     """Run one training; returns the model directory (``out_dir/model``) with metrics in its sidecar.
 
     ``embedder_from`` (a model directory, ``default`` or a BentoML tag) reuses that model's embedder (config and
     fine-tuned weights) instead of fine-tuning: only the classifier and the policy are retrained.
+    ``finetune_from`` (a run folder of this config) reuses the weights its fine-tuning saved (``load_finetune_run``).
     """
+    if embedder_from is not None and finetune_from is not None:
+        raise ValueError("embedder_from and finetune_from both replace fine-tuning; give one")
     t_start = time.time()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -202,6 +236,8 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
         source = json.loads((resolve_model_path(embedder_from) / "model.json").read_text())
         finetune_report = {"reused_from": {"model": str(embedder_from), "version": source.get("version")},
                            **(source.get("finetune") or {})}
+    elif finetune_from is not None:
+        weights_delta, finetune_report = load_finetune_run(finetune_from, config)
     elif config.finetune is not None and weights_delta is None:
         from training.finetune import FinetuneConfig, finetune
 
@@ -293,13 +329,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embedder-from", metavar="MODEL", default=None,
                         help="reuse this model's embedder (directory, 'default' or BentoML tag) instead of "
                              "fine-tuning; retrains only the classifier and policy")
+    parser.add_argument("--finetune-from", metavar="RUN", default=None,
+                        help="reuse the fine-tuned weights an earlier run of this config saved in RUN "
+                             "(finetune.json + finetune_weights.safetensors) instead of fine-tuning again")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--register", action="store_true", help="also add the model to the BentoML model store")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = get_train_config(args.config)
     config.extra_data = [*config.extra_data, *args.extra_data]
-    model_dir = train(config, args.data, args.out, progress=not args.no_progress, embedder_from=args.embedder_from)
+    model_dir = train(config, args.data, args.out, progress=not args.no_progress, embedder_from=args.embedder_from,
+                      finetune_from=args.finetune_from)
     out = {"model_dir": str(model_dir), "metrics": json.loads((model_dir / "model.json").read_text())["metrics"]}
     if args.register:
         from detector.bundle import register_bento_model
