@@ -281,6 +281,12 @@ def test_a_stopped_run_goes_on_from_its_saved_fine_tuning(trained, small_dataset
     other.finetune = {**other.finetune, "epochs": 4}
     with pytest.raises(ValueError, match="epochs"):  # weights of other settings are not passed off as this config's
         train_mod.load_finetune_run(run, other)
+    mine = train_mod.get_train_config(tmp_path / "small.json")
+    val_slugs = set(source["excluded_slugs"])  # the fixture's fine-tuning left out its validation brands
+    assert val_slugs and train_mod.load_finetune_run(run, mine, val_slugs)[1]["excluded_slugs"] == sorted(val_slugs)
+    trained_on = next(b["slug"] for b in load_dataset(small_dataset).brands if b["split"] == "train")
+    with pytest.raises(ValueError, match="validation brands"):  # an embedder that saw them is not reused
+        train_mod.load_finetune_run(run, mine, val_slugs | {trained_on})
     other.finetune = None
     with pytest.raises(ValueError, match="does not fine-tune"):
         train_mod.load_finetune_run(run, other)

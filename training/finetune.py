@@ -35,9 +35,11 @@ from training import render
 from training.pipeline import progress_bar
 from training.splits import is_heldout_brand
 
-__all__ = ["FinetuneConfig", "finetune", "render_brand_set", "cache_features", "evaluate_retrieval", "TrunkTail"]
+__all__ = ["FinetuneConfig", "finetune", "load_finetune_weights", "render_brand_set", "cache_features", "evaluate_retrieval", "TrunkTail"]
 
 log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "finetune_weights.safetensors"  # written next to finetune.json as soon as fine-tuning ends
 
 
 @dataclass
@@ -388,6 +390,7 @@ def finetune(config: FinetuneConfig, embedder_config: str = "effnet-lite0-minilm
         "heldout_retrieval_after": after,
         "train_retrieval_after": train_fit,
         "history": history,
+        "excluded_slugs": sorted(exclude_slugs),  # what a run going on from these weights must not validate beyond
         "wall_time_s": {"render": round(t_render - t0, 1), "features": round(t_cache - t_render, 1),
                         "train": round(time.time() - t_cache, 1), "total": round(time.time() - t0, 1)},
     }
@@ -396,6 +399,12 @@ def finetune(config: FinetuneConfig, embedder_config: str = "effnet-lite0-minilm
 
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "finetune.json").write_text(json.dumps(report, indent=2) + "\n")
-        save_file({k: v.to(torch.float16).contiguous() for k, v in delta.items()},
-                  str(Path(out_dir) / "finetune_weights.safetensors"))
+        save_file({k: v.to(torch.float16).contiguous() for k, v in delta.items()}, str(Path(out_dir) / WEIGHTS_FILE))
     return delta, report
+
+
+def load_finetune_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The weights delta a fine-tuning run saved (``out_dir / WEIGHTS_FILE``, float16 on disk) as float32."""
+    from safetensors.torch import load_file
+
+    return {k: v.float() for k, v in load_file(str(path)).items()}

@@ -188,10 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     if any(s < 32 for s in extra):
         parser.error("--extra-sizes must be input sides >= 32 px")
     if args.weights:  # the model's embedder config with other fine-tuned weights (a run's finetune_weights)
-        from safetensors.torch import load_file
+        from training.finetune import load_finetune_weights
 
         embedder_config, _ = load_embedder_weights(args.model)
-        embedder = create_embedder(embedder_config, {k: v.float() for k, v in load_file(args.weights).items()})
+        embedder = create_embedder(embedder_config, load_finetune_weights(args.weights))
         version = json.loads((resolve_model_path(args.model) / "model.json").read_text())["version"]
     else:
         bundle = load_model(args.model)

@@ -162,21 +162,23 @@ def _subset(data: LabelledFeatures, keep: list[bool]) -> LabelledFeatures:
                             [data.records[i] for i in pick] if data.records else [])
 
 
-def load_finetune_run(run_dir: str | Path, config: TrainConfig) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_finetune_run(run_dir: str | Path, config: TrainConfig,
+                      val_slugs: set[str] = frozenset()) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The fine-tuned weights and report an earlier run of ``config`` saved in ``run_dir`` (see ``finetune``).
 
     Lets a run whose fine-tuning finished but whose classifier stage was stopped go on without fine-tuning again.
+    ``val_slugs`` (this run's validation brands) must all have been kept out of that fine-tuning, as ``train`` keeps
+    them out of its own, so thresholds are still tuned on brands new to the embedder.
 
     Raises:
-        FileNotFoundError: ``run_dir`` lacks ``finetune.json`` or ``finetune_weights.safetensors``.
-        ValueError: ``config`` does not fine-tune, or the run fine-tuned with other settings than ``config.finetune``.
+        FileNotFoundError: ``run_dir`` lacks ``finetune.json`` or its weights file.
+        ValueError: ``config`` does not fine-tune, the run fine-tuned with other settings than ``config.finetune``,
+            or it trained on some of ``val_slugs`` (or did not record what it left out).
     """
-    from safetensors.torch import load_file
-
-    from training.finetune import FinetuneConfig
+    from training.finetune import WEIGHTS_FILE, FinetuneConfig, load_finetune_weights
 
     run_dir = Path(run_dir)
-    report_path, weights_path = run_dir / "finetune.json", run_dir / "finetune_weights.safetensors"
+    report_path, weights_path = run_dir / "finetune.json", run_dir / WEIGHTS_FILE
     for path in (report_path, weights_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: not a finished fine-tuning run folder")
@@ -188,8 +190,11 @@ def load_finetune_run(run_dir: str | Path, config: TrainConfig) -> tuple[dict[st
     if differ:
         raise ValueError(f"{run_dir} fine-tuned with other settings than config {config.name!r} "
                          f"(field: (run, config)): {differ}")
-    delta = {k: v.float() for k, v in load_file(str(weights_path)).items()}
-    return delta, {"reused_from": {"run": str(run_dir.resolve())}, **report}
+    seen = sorted(set(val_slugs) - set(report.get("excluded_slugs") or ()))
+    if seen:
+        raise ValueError(f"{run_dir}'s fine-tuning did not leave out {len(seen)} of this run's validation brands "
+                         f"(e.g. {seen[:5]}); fine-tune on this dataset instead")
+    return load_finetune_weights(weights_path), {"reused_from": {"run": str(run_dir.resolve())}, **report}
 
 
 def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progress: bool = True,
@@ -229,6 +234,8 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
     feature_config = FeatureConfig.from_dict(config.features)
     finetune_report = None
     embedder_config: dict[str, Any] = get_model_config(config.embedder).to_dict()
+    # Validation brands stay unseen by the embedder too, so thresholds are tuned on brands new to the model.
+    val_slugs = {b["slug"] for b in dataset.brands if b["split"] == "val"}
     if embedder_from is not None:
         from detector.bundle import load_embedder_weights, resolve_model_path
 
@@ -237,12 +244,10 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
         finetune_report = {"reused_from": {"model": str(embedder_from), "version": source.get("version")},
                            **(source.get("finetune") or {})}
     elif finetune_from is not None:
-        weights_delta, finetune_report = load_finetune_run(finetune_from, config)
+        weights_delta, finetune_report = load_finetune_run(finetune_from, config, val_slugs)
     elif config.finetune is not None and weights_delta is None:
         from training.finetune import FinetuneConfig, finetune
 
-        # Validation brands stay unseen by the embedder too, so thresholds are tuned on brands new to the model.
-        val_slugs = {b["slug"] for b in dataset.brands if b["split"] == "val"}
         weights_delta, finetune_report = finetune(FinetuneConfig.from_dict(config.finetune), config.embedder,
                                                   out_dir, progress=progress, exclude_slugs=val_slugs)
     if config.embedder_overrides:
