@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training import render
+from training import render, scenes
 from training.data import LABELS, DataConfig, generate_dataset, load_dataset, main
 from training.splits import SPLITS, assign_brand_splits, is_heldout_brand, split_hash
 
@@ -160,6 +160,51 @@ def test_make_reupload_changes_bytes_keeps_content() -> None:
     assert copy.mode == "RGB"
     assert 100 <= max(copy.size) <= 200
     assert copy.tobytes() != original.tobytes()
+
+
+def test_every_scene_draws_a_deterministic_photo_with_and_without_a_logo() -> None:
+    logo = render.render_logo(render.get_icon("github"), 128)
+    drawn = set()
+    for seed in range(60):
+        for mark in (logo, None):
+            for studio in (False, True):
+                a = scenes.compose_scene_photo(mark, np.random.default_rng(seed), 160, caption="SALE", studio=studio)
+                b = scenes.compose_scene_photo(mark, np.random.default_rng(seed), 160, caption="SALE", studio=studio)
+                assert a.mode == "RGB" and a.size == (160, 160)
+                assert np.array_equal(np.asarray(a), np.asarray(b))
+                assert np.asarray(a).std() > 3  # not a flat image
+                drawn.add(scenes.scene_of(seed, studio))
+    assert drawn == set(scenes.SCENES)
+
+
+def test_scene_photos_show_the_logo() -> None:
+    """Same seed with and without the logo: the logo changes a visible share of the photo in every scene."""
+    logo = render.render_logo(render.get_icon("github"), 128)
+    changed_by_scene: dict[str, list[float]] = {}
+    for seed in range(80):
+        with_logo = np.asarray(scenes.compose_scene_photo(logo, np.random.default_rng(seed), 160), dtype=int)
+        without = np.asarray(scenes.compose_scene_photo(Image.new("RGBA", (128, 128)), np.random.default_rng(seed),
+                                                        160), dtype=int)
+        changed = float((np.abs(with_logo - without).max(axis=2) > 25).mean())
+        changed_by_scene.setdefault(scenes.scene_of(seed), []).append(changed)
+    assert set(changed_by_scene) == set(scenes.SCENES)
+    for scene, shares in changed_by_scene.items():
+        assert 0.003 < float(np.median(shares)) < 0.9, (scene, shares)
+
+
+def test_photo_style_changes_only_the_listing_photos(tmp_path: Path) -> None:
+    mockup = generate_dataset(tmp_path / "mockup", TINY, progress=False)
+    other = generate_dataset(tmp_path / "scenes", dataclasses.replace(TINY, photo_style="scenes"), progress=False)
+    for name in ("brands.jsonl", "assets.jsonl", "listings.jsonl"):
+        assert (mockup / name).read_bytes() == (other / name).read_bytes(), name
+    assert json.loads((other / "manifest.json").read_text())["config"]["photo_style"] == "scenes"
+    a, b = _file_digests(mockup), _file_digests(other)
+    assert a.keys() == b.keys()
+    photos = [k for k in a if k.startswith("images/listings/")]
+    assert photos and all(a[k] != b[k] for k in photos)
+    assert all(a[k] == b[k] for k in a if k.startswith("images/") and k not in photos)  # references are the same
+    with pytest.raises(ValueError, match="mockup, scenes"):
+        DataConfig(photo_style="watercolour")
 
 
 # ---------------------------------------------------------------------------------------------- dataset

@@ -42,12 +42,13 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from training import render
+from training import render, scenes
 from training.splits import SPLITS, BrandSplit, assign_brand_splits, is_heldout_brand, split_hash
 
 __all__ = [
     "FORMAT_VERSION",
     "LABELS",
+    "PHOTO_STYLES",
     "DataConfig",
     "Dataset",
     "generate_dataset",
@@ -62,6 +63,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = "1.0"
 LABELS: tuple[str, ...] = ("counterfeit", "authentic", "unbranded")
+PHOTO_STYLES: tuple[str, ...] = ("mockup", "scenes")
 
 
 @dataclass
@@ -89,6 +91,10 @@ class DataConfig:
     unregistered_fraction: float = 0.3  # of brands left out of the registry (their logos become "unbranded")
     generic_test_fraction: float = 0.2  # of logo-less generic listings in "test"
     price_floor_range: tuple[float, float] = (15.0, 600.0)  # log-uniform per-brand minimum genuine price, USD
+    # How listing photos are drawn: "mockup" (training.render, what models are trained on) or "scenes" (training.scenes,
+    # a second composer for checking that results carry over to photos made another way). Text, prices, sellers,
+    # reference assets and file names do not depend on it.
+    photo_style: str = "mockup"
 
     def __post_init__(self) -> None:
         """Validate ranges (a dict loaded from JSON gives lists for tuples)."""
@@ -104,6 +110,8 @@ class DataConfig:
             raise ValueError("n_brands must be at least 2 (or None for all)")
         if self.listings_per_brand < 1:
             raise ValueError("listings_per_brand must be >= 1")
+        if self.photo_style not in PHOTO_STYLES:
+            raise ValueError(f"unknown photo_style {self.photo_style!r}; known: {', '.join(PHOTO_STYLES)}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -796,7 +804,8 @@ def _make_plan(config: DataConfig) -> _Plan:
 _LOGO_RENDER_SIZE = 256  # logos are rendered once at this size, then scaled per photo
 
 
-def _render_job(job: _ImageJob, root: str, photo_size: int, reference_size: int, quality: int) -> None:
+def _render_job(job: _ImageJob, root: str, photo_size: int, reference_size: int, quality: int,
+                photo_style: str = "mockup") -> None:
     """Render one image job to disk (top-level so that worker processes can run it)."""
     rng = np.random.default_rng(job.seed)
     if job.kind == "reference":
@@ -808,8 +817,13 @@ def _render_job(job: _ImageJob, root: str, photo_size: int, reference_size: int,
             img = render.make_reupload(original, rng, caption=job.caption)
     else:
         logo = render.render_logo(render.get_icon(job.logo_slug), _LOGO_RENDER_SIZE) if job.logo_slug else None
-        img = render.compose_listing_photo(logo, rng, photo_size, product=job.product,
-                                           product_color=job.product_colour, caption=job.caption, studio=job.studio)
+        if photo_style == "scenes":
+            img = scenes.compose_scene_photo(logo, rng, photo_size, product_color=job.product_colour,
+                                             caption=job.caption, studio=job.studio)
+        else:
+            img = render.compose_listing_photo(logo, rng, photo_size, product=job.product,
+                                               product_color=job.product_colour, caption=job.caption,
+                                               studio=job.studio)
     out = Path(root, job.path)
     out.parent.mkdir(parents=True, exist_ok=True)
     img.save(out, format="JPEG", quality=quality)
@@ -818,7 +832,7 @@ def _render_job(job: _ImageJob, root: str, photo_size: int, reference_size: int,
 def _render_all(jobs: list[_ImageJob], root: Path, config: DataConfig, progress: bool, workers: int) -> None:
     """Render photos and references first, then re-uploads (which read the known-fake photos)."""
     phases = [[j for j in jobs if j.kind != "reupload"], [j for j in jobs if j.kind == "reupload"]]
-    args = (str(root), config.photo_size, config.reference_size, config.jpeg_quality)
+    args = (str(root), config.photo_size, config.reference_size, config.jpeg_quality, config.photo_style)
     with tqdm(total=len(jobs), desc="images", unit="img", disable=not progress) as bar:
         if workers <= 1:
             for phase in phases:
