@@ -55,6 +55,7 @@ __all__ = [
     "prepare_dataset_dir",
     "load_dataset",
     "photo_only_copy",
+    "photo_scenes",
     "photo_only_copies",
     "main",
 ]
@@ -778,6 +779,17 @@ class _Planner:
             captions = [_pick(rng, ["SALE", f"${price:.2f}", "CHEAP"])] if rng.random() < 0.25 else []
             self._add_images(listing, rng, p, None, 0.2, captions)
             self.plan.listings.append(listing)
+
+
+def photo_scenes(listing: dict[str, Any], config: DataConfig) -> list[str]:
+    """The :data:`training.scenes.SCENES` name of each of a generated listing's photos ("reupload" for a re-used known
+    fake's photo); empty unless ``config.photo_style`` is "scenes". Recomputed from the photo seeds, so the listing
+    files are the same in every photo style."""
+    if config.photo_style != "scenes":
+        return []
+    return ["reupload" if k == 0 and listing["meta"].get("reupload_of") is not None
+            else scenes.scene_of(_stable_int(config.seed, "image", listing["listing_id"], k))
+            for k in range(len(listing["images"]))]
 
 
 def _make_plan(config: DataConfig) -> _Plan:

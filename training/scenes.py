@@ -356,7 +356,7 @@ def _scene_flatlay(s: _Shot) -> Image.Image:
 def _scene_lifestyle(s: _Shot) -> Image.Image:
     """A real photograph, sharp, with the item held small somewhere off centre."""
     rng, size = s.rng, s.size
-    photo = _backdrop(rng, size, False)
+    photo = _backdrop(rng, size, s.studio)
     w, h = int(size * rng.uniform(0.25, 0.42)), int(size * rng.uniform(0.25, 0.42))
     item = _item(rng, s.colour, w, h)
     mark = s.mark(int(w * rng.uniform(0.5, 0.8)))
@@ -413,7 +413,6 @@ SCENES: dict[str, _Scene] = {
     "lifestyle": _scene_lifestyle,
     "screen": _scene_screen,
 }
-_STUDIO_SCENES = ("label", "emboss", "closeup", "flatlay")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -433,7 +432,7 @@ def _camera(img: Image.Image, rng: np.random.Generator, studio: bool) -> Image.I
     arr = arr * vignette[..., None]
     arr = arr + rng.normal(0, rng.uniform(0.0, 0.012 if studio else 0.035), arr.shape)
     out = Image.fromarray((np.clip(arr, 0, 1) * 255).astype(np.uint8))
-    if not studio and rng.random() < 0.2:  # hand shake: a short line kernel
+    if not studio and rng.random() < 0.2:  # hand shake or missed focus
         k = int(rng.integers(3, 6))
         out = out.filter(ImageFilter.BoxBlur(1)) if k == 3 else out.filter(ImageFilter.GaussianBlur(k / 4))
     if not studio and rng.random() < 0.3:  # shot small, shown large
@@ -461,11 +460,9 @@ def _caption(img: Image.Image, text: str, rng: np.random.Generator) -> None:
     img.paste(layer.convert("RGB"), (0, 0), layer.getchannel("A"))
 
 
-def scene_of(seed: int, studio: bool = False) -> str:
+def scene_of(seed: int) -> str:
     """The scene :func:`compose_scene_photo` draws for a photo's seed (its first random choice)."""
-    rng = np.random.default_rng(seed)
-    names = _STUDIO_SCENES if studio else tuple(SCENES)
-    return names[int(rng.integers(len(names)))]
+    return tuple(SCENES)[int(np.random.default_rng(seed).integers(len(SCENES)))]
 
 
 def compose_scene_photo(
@@ -485,13 +482,12 @@ def compose_scene_photo(
         size: Side of the square output in pixels.
         product_color: Colour of the product surface; None picks one.
         caption: Text overlaid on the photo, or None.
-        studio: Official-looking shot: the plainer scenes, a light backdrop, a better camera.
+        studio: Official-looking shot: a light backdrop where the scene has one, a better camera.
 
     Returns:
         The RGB photo.
     """
-    names = _STUDIO_SCENES if studio else tuple(SCENES)
-    scene = names[int(rng.integers(len(names)))]
+    scene = tuple(SCENES)[int(rng.integers(len(SCENES)))]
     colour = product_color if product_color is not None else render._random_colour(rng)
     photo = SCENES[scene](_Shot(logo_rgba, rng, size, colour, studio))
     if caption:
