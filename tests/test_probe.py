@@ -54,6 +54,34 @@ def test_probe_matches_a_direct_computation(default_bundle, small_dataset, tmp_p
     assert model["n_registered"] == len(hits) and model["n_unregistered"] == n_unregistered
     assert model["top1"] == pytest.approx(np.mean(hits), abs=1e-4)
     assert model["top1"] <= model["top5"]
+    assert result["by_scene"] == {}  # a mockup dataset
+
+
+def test_probe_breaks_down_a_scenes_dataset_by_scene(default_bundle, tmp_path):
+    """On photos drawn by training.scenes the probe reports top-1 per scene, each photo scored alone; a mockup
+    dataset reports none."""
+    from training.data import DataConfig, generate_dataset, photo_scenes
+
+    config = DataConfig(n_brands=24, listings_per_brand=4, listings_per_unregistered_brand=1, seed=3,
+                        photo_style="scenes", photo_size=224)
+    dataset = load_dataset(generate_dataset(tmp_path / "scenes", config, progress=False))
+    result = probe_mod.probe(default_bundle.embedder, dataset, "val", None, progress=False)
+    embedder = default_bundle.embedder
+    registered = [b["slug"] for b in dataset.brands if b["registered"]]
+    refs = {s: embedder.embed_references([dataset.open_image(a["image"]) for a in dataset.assets
+                                          if a["brand_slug"] == s and a["kind"] == "authentic"]) for s in registered}
+    hits: dict[str, list[bool]] = {}
+    for r in dataset.listings_for("val"):
+        if not (r["images"] and r["meta"].get("logo_slug") and r.get("brand_slug") in refs):
+            continue
+        for path, scene in zip(r["images"], photo_scenes(r, config), strict=True):
+            flat = embedder.embed_image_regions([dataset.open_image(path)])[0]
+            best = max(registered, key=lambda s: float((flat @ refs[s].T).max()) if len(refs[s]) else -np.inf)
+            hits.setdefault(scene, []).append(best == r["brand_slug"])
+    assert hits and set(result["by_scene"]) == set(hits)
+    for scene, h in hits.items():
+        assert result["by_scene"][scene]["n_photos"] == len(h)
+        assert result["by_scene"][scene]["top1"] == pytest.approx(np.mean(h), abs=1e-4)
 
 
 def test_probe_weights_replace_the_model_s_own(default_bundle, small_dataset, tmp_path):

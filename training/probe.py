@@ -13,6 +13,8 @@ sizes is the image evidence the service computes (``brand_top1_photo``), up to F
 Prints a table and writes ``probe.json`` (with the most frequent confusions) under ``--out`` when given. Listings of
 unregistered brands' logos are scored too: ``unregistered_above_p10`` is the share whose best brand score exceeds the
 10th percentile of correct matches' scores (how many look-alikes a threshold that keeps 90 % of hits lets through).
+On a dataset drawn with ``photo_style`` "scenes" (:mod:`training.scenes`), ``by_scene`` gives the model variant's
+top-1 with each photo scored alone, by the scene it shows.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from rich.table import Table
 
 from detector.bundle import load_embedder_weights, load_model, resolve_model_path
 from detector.embedder import Embedder, create_embedder
-from training.data import Dataset, load_dataset
+from training.data import DataConfig, Dataset, load_dataset, photo_scenes
 from training.evaluate import sample_records
 from training.pipeline import dataset_path, progress_bar
 
@@ -152,7 +154,22 @@ def probe(
                 "confusions": [[a, b, n] for (a, b), n in confusions.most_common(10)],
             })
     return {"split": split, "n_listings": len(records), "n_brands": len(gallery.slugs), "model_sizes": model_sizes,
-            "variants": results}
+            "variants": results, "by_scene": _by_scene(dataset, records, truth, regions, model_sizes, gallery)}
+
+
+def _by_scene(dataset: Dataset, records: Sequence[dict[str, Any]], truth: Sequence[int | None],
+              regions: Sequence[dict[int, np.ndarray]], sizes: Sequence[int], gallery: Gallery) -> dict[str, Any]:
+    """For a dataset drawn with :mod:`training.scenes`: the model variant's top-1 with each registered brand's photo
+    scored alone, by the scene it shows (``{}`` for other datasets)."""
+    config = DataConfig(**dataset.manifest.get("config", {}))
+    hits: dict[str, list[bool]] = collections.defaultdict(list)
+    for rec, t, per_size in zip(records, truth, regions):
+        if t is None:
+            continue
+        for k, scene in enumerate(photo_scenes(rec, config)):
+            scores = np.max([brand_scores(per_size[s][k : k + 1], gallery) for s in sizes], axis=0)
+            hits[scene].append(int(np.argmax(scores)) == t)
+    return {scene: {"n_photos": len(h), "top1": round(float(np.mean(h)), 4)} for scene, h in sorted(hits.items())}
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -165,6 +182,13 @@ def _print(result: dict[str, Any]) -> None:
         table.add_row("+".join(map(str, v["sizes"])) + mark, v["pool"], str(v["top1"]), str(v["top5"]),
                       str(v["unregistered_above_p10"]))
     Console().print(table)
+    if result.get("by_scene"):
+        scenes = Table(title="model variant, each photo alone, by scene")
+        for col in ("scene", "photos", "top-1"):
+            scenes.add_column(col)
+        for scene, row in result["by_scene"].items():
+            scenes.add_row(scene, str(row["n_photos"]), str(row["top1"]))
+        Console().print(scenes)
 
 
 def main(argv: list[str] | None = None) -> int:
