@@ -287,6 +287,18 @@ def test_a_stopped_run_goes_on_from_its_saved_fine_tuning(trained, small_dataset
     trained_on = next(b["slug"] for b in load_dataset(small_dataset).brands if b["split"] == "train")
     with pytest.raises(ValueError, match="validation brands"):  # an embedder that saw them is not reused
         train_mod.load_finetune_run(run, mine, val_slugs | {trained_on})
+    # a run written before the scene-photo settings existed ran without them: it matches a config without them ...
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "finetune_weights.safetensors").write_bytes((run / "finetune_weights.safetensors").read_bytes())
+    (older / "finetune.json").write_text(json.dumps({**source, "config": {
+        k: v for k, v in source["config"].items() if k not in ("scene_photos_per_brand", "scenes")}}))
+    assert train_mod.load_finetune_run(older, mine, val_slugs)[1]["heldout_retrieval_after"] == \
+        source["heldout_retrieval_after"]
+    with_scenes = train_mod.get_train_config(tmp_path / "small.json")  # ... and not one that asks for them
+    with_scenes.finetune = {**with_scenes.finetune, "scene_photos_per_brand": 1}
+    with pytest.raises(ValueError, match="scene_photos_per_brand"):
+        train_mod.load_finetune_run(older, with_scenes, val_slugs)
     other.finetune = None
     with pytest.raises(ValueError, match="does not fine-tune"):
         train_mod.load_finetune_run(run, other)
@@ -316,7 +328,9 @@ def test_trunk_tail_reproduces_the_trunk_and_trains_its_blocks(embedder, tmp_pat
 
     delta, report = finetune(FinetuneConfig(n_brands=12, photos_per_brand=1, epochs=1, batch_size=6, eval_brands=4,
                                             eval_photos_per_brand=1, unfreeze_blocks=1, hard_negatives=0.5,
-                                            hard_group=3), out_dir=tmp_path, progress=False)
+                                            hard_group=3, scene_photos_per_brand=1, scenes=("label", "closeup")),
+                                out_dir=tmp_path, progress=False)
+    assert report["n_train_photos"] == 24  # a mock-up and a scene photo per brand
     block = "visual.trunk.blocks.blocks.5."
     trained_keys = [k for k in delta if k.startswith(block)]
     assert trained_keys and not any(k.startswith("visual.trunk.blocks.blocks.4.") for k in delta)
@@ -361,6 +375,33 @@ def test_hard_negative_batches_group_look_alike_brands():
         FinetuneConfig(hard_negatives=1.5)
     with pytest.raises(ValueError, match="hard_group"):
         FinetuneConfig(hard_group=1)
+
+
+def test_fine_tuning_photos_can_include_chosen_scenes():
+    """Scene photos are added per brand from the chosen scenes only, and leave the mock-up photos as they were."""
+    from training import render, scenes
+    from training.finetune import FinetuneConfig, render_brand_set
+
+    icons = [render.get_icon(slug) for slug in ("nike", "adidas", "github")]
+    plain = render_brand_set(icons, 2, 0, progress=False)
+    mixed = render_brand_set(icons, 2, 0, progress=False, scene_photos_per_brand=2, scene_names=("emboss",))
+    assert len(plain.photos) == 6 and len(mixed.photos) == 12
+    np.testing.assert_array_equal(mixed.photo_brand, np.repeat([0, 1, 2], 4))
+    kept = [k for k in range(12) if k % 4 < 2]
+    assert all(np.array_equal(np.asarray(a), np.asarray(mixed.photos[k])) for a, k in zip(plain.photos, kept))
+    # the added photos are the emboss scene: with the same generator state, the composer draws them again
+    rng = np.random.default_rng([0, 1])
+    logo = render.render_logo(icons[0], 256)
+    rng.integers(1)  # the scene choice among the one allowed
+    again = scenes.compose_scene_photo(logo, rng, 320, scene="emboss")
+    assert np.array_equal(np.asarray(again), np.asarray(mixed.photos[2]))
+    assert FinetuneConfig(scenes=["label"]).scenes == ("label",)  # JSON lists are read as tuples
+    with pytest.raises(ValueError, match="distinct names of label"):
+        FinetuneConfig(scenes=("label", "mosaic"))
+    with pytest.raises(ValueError, match="scene_photos_per_brand"):
+        FinetuneConfig(scene_photos_per_brand=-1)
+    with pytest.raises(ValueError, match="unknown scene"):
+        scenes.compose_scene_photo(logo, np.random.default_rng(0), 64, scene="mosaic")
 
 
 def test_a_classifier_fitted_before_a_feature_was_added_keeps_working(tmp_path):

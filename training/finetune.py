@@ -23,7 +23,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from detector.embedder import Embedder, TappedBlocks, create_embedder
-from training import render
+from training import render, scenes
 from training.pipeline import progress_bar
 from training.splits import is_heldout_brand
 
@@ -64,6 +64,10 @@ class FinetuneConfig:
     # is confused with; the rest of the batch is drawn uniformly. 0 = uniform batches.
     hard_negatives: float = 0.0
     hard_group: int = 8  # brands per look-alike group
+    # Extra photos per training brand drawn by the second composer (training.scenes), from these scenes only (empty:
+    # all), so the embedder also sees marks on labels, embossed, tiled, close up, ...; 0 = mock-up photos only.
+    scene_photos_per_brand: int = 0
+    scenes: tuple[str, ...] = ()
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -71,6 +75,12 @@ class FinetuneConfig:
             raise ValueError(f"hard_negatives={self.hard_negatives}: a share of the batch, in [0, 1]")
         if self.hard_group < 2:
             raise ValueError(f"hard_group={self.hard_group}: a group needs an anchor and at least one neighbour")
+        self.scenes = tuple(self.scenes)
+        if self.scene_photos_per_brand < 0:
+            raise ValueError(f"scene_photos_per_brand={self.scene_photos_per_brand}: a count, >= 0")
+        unknown = [s for s in self.scenes if s not in scenes.SCENES]
+        if unknown or len(set(self.scenes)) != len(self.scenes):
+            raise ValueError(f"finetune scenes {list(self.scenes)}: distinct names of {', '.join(scenes.SCENES)}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "FinetuneConfig":
@@ -89,8 +99,13 @@ class BrandSet:
     ref_brand: np.ndarray
 
 
-def render_brand_set(icons: list[render.Icon], photos_per_brand: int, seed: int, progress: bool = True) -> BrandSet:
-    """Two clean references (light, dark) and ``photos_per_brand`` product photos per brand."""
+def render_brand_set(icons: list[render.Icon], photos_per_brand: int, seed: int, progress: bool = True,
+                     scene_photos_per_brand: int = 0, scene_names: Sequence[str] = ()) -> BrandSet:
+    """Two clean references (light, dark), ``photos_per_brand`` mock-up photos and ``scene_photos_per_brand`` photos
+    of the scenes ``scene_names`` (all when empty; :mod:`training.scenes`) per brand. The scene photos come from
+    their own generator, so the mock-ups are those of a set without them."""
+    scene_rng = np.random.default_rng([seed, 1])
+    scene_names = tuple(scene_names) or tuple(scenes.SCENES)
     rng = np.random.default_rng(seed)
     photos, photo_brand, refs, ref_brand = [], [], [], []
     with progress_bar(progress) as bar:
@@ -102,6 +117,10 @@ def render_brand_set(icons: list[render.Icon], photos_per_brand: int, seed: int,
             logo = render.render_logo(icon, 256)
             for _ in range(photos_per_brand):
                 photos.append(render.compose_listing_photo(logo, rng, 320))
+                photo_brand.append(b)
+            for _ in range(scene_photos_per_brand):
+                scene = scene_names[int(scene_rng.integers(len(scene_names)))]
+                photos.append(scenes.compose_scene_photo(logo, scene_rng, 320, scene=scene))
                 photo_brand.append(b)
             bar.advance(task)
     return BrandSet([i.slug for i in icons], [i.title for i in icons], photos, np.array(photo_brand), refs,
@@ -271,7 +290,8 @@ def finetune(config: FinetuneConfig, embedder_config: str = "effnet-lite0-minilm
                                                                  replace=False))]
     assert not any(is_heldout_brand(i.slug) for i in train_icons)
 
-    train_set = render_brand_set(train_icons, config.photos_per_brand, config.seed, progress)
+    train_set = render_brand_set(train_icons, config.photos_per_brand, config.seed, progress,
+                                 config.scene_photos_per_brand, config.scenes)
     eval_set = render_brand_set(eval_icons, config.eval_photos_per_brand, config.seed + 1, progress)
     t_render = time.time()
     tail = TrunkTail(embedder, config.unfreeze_blocks) if config.unfreeze_blocks else None

@@ -473,6 +473,7 @@ def compose_scene_photo(
     product_color: RGB | None = None,
     caption: str | None = None,
     studio: bool = False,
+    scene: str | None = None,
 ) -> Image.Image:
     """Compose a listing photo in one of :data:`SCENES`, through a camera model, JPEG-compressed.
 
@@ -483,11 +484,15 @@ def compose_scene_photo(
         product_color: Colour of the product surface; None picks one.
         caption: Text overlaid on the photo, or None.
         studio: Official-looking shot: a light backdrop where the scene has one, a better camera.
+        scene: Draw this scene instead of the one the first draw picks (the draw is still made).
 
     Returns:
         The RGB photo.
     """
-    scene = tuple(SCENES)[int(rng.integers(len(SCENES)))]
+    drawn = tuple(SCENES)[int(rng.integers(len(SCENES)))]
+    scene = drawn if scene is None else scene
+    if scene not in SCENES:
+        raise ValueError(f"unknown scene {scene!r}; known: {', '.join(SCENES)}")
     colour = product_color if product_color is not None else render._random_colour(rng)
     photo = SCENES[scene](_Shot(logo_rgba, rng, size, colour, studio))
     if caption:

@@ -186,7 +186,11 @@ def load_finetune_run(run_dir: str | Path, config: TrainConfig,
         raise ValueError(f"train config {config.name!r} does not fine-tune; use --embedder-from to reuse a model")
     report = json.loads(report_path.read_text())
     wanted = dataclasses.asdict(FinetuneConfig.from_dict(config.finetune))
-    differ = {k: (report["config"].get(k), v) for k, v in wanted.items() if report["config"].get(k) != v}
+    # The run's settings read back through the schema (JSON lists become tuples; fields added since it ran take
+    # their defaults, which is what it ran with).
+    known = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    ran = dataclasses.asdict(FinetuneConfig.from_dict({k: v for k, v in report["config"].items() if k in known}))
+    differ = {k: (ran[k], v) for k, v in wanted.items() if ran[k] != v}
     if differ:
         raise ValueError(f"{run_dir} fine-tuned with other settings than config {config.name!r} "
                          f"(field: (run, config)): {differ}")
