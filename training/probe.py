@@ -161,7 +161,9 @@ def _by_scene(dataset: Dataset, records: Sequence[dict[str, Any]], truth: Sequen
               regions: Sequence[dict[int, np.ndarray]], sizes: Sequence[int], gallery: Gallery) -> dict[str, Any]:
     """For a dataset drawn with :mod:`training.scenes`: the model variant's top-1 with each registered brand's photo
     scored alone, by the scene it shows (``{}`` for other datasets)."""
-    config = DataConfig(**dataset.manifest.get("config", {}))
+    if (dataset.manifest.get("config") or {}).get("photo_style") != "scenes":  # also datasets not made by training.data
+        return {}
+    config = DataConfig(**dataset.manifest["config"])
     hits: dict[str, list[bool]] = collections.defaultdict(list)
     for rec, t, per_size in zip(records, truth, regions):
         if t is None:
