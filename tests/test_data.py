@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training import render, scenes
+from training import render, render3d, scenes
 from training.data import LABELS, DataConfig, generate_dataset, load_dataset, main, photo_scenes
 from training.splits import SPLITS, assign_brand_splits, is_heldout_brand, split_hash
 
@@ -162,55 +162,85 @@ def test_make_reupload_changes_bytes_keeps_content() -> None:
     assert copy.tobytes() != original.tobytes()
 
 
-def test_every_scene_draws_a_deterministic_photo_with_and_without_a_logo() -> None:
+# The second and third photo composers: how to draw a photo, which scene or object a seed draws, all of them, and
+# how many seeds a test takes (a ray-cast photo costs more than a 2-D scene).
+COMPOSERS = {
+    "scenes": (scenes.compose_scene_photo, scenes.scene_of, tuple(scenes.SCENES), 60),
+    "render3d": (render3d.compose_3d_photo, render3d.object_of, tuple(render3d.OBJECTS), 30),
+}
+
+
+@pytest.mark.parametrize("style", sorted(COMPOSERS))
+def test_every_scene_draws_a_deterministic_photo_with_and_without_a_logo(style: str) -> None:
+    compose, name_of, names, n_seeds = COMPOSERS[style]
     logo = render.render_logo(render.get_icon("github"), 128)
     drawn = set()
-    for seed in range(60):
+    for seed in range(n_seeds):
         for mark in (logo, None):
             for studio in (False, True):
-                a = scenes.compose_scene_photo(mark, np.random.default_rng(seed), 160, caption="SALE", studio=studio)
-                b = scenes.compose_scene_photo(mark, np.random.default_rng(seed), 160, caption="SALE", studio=studio)
+                a = compose(mark, np.random.default_rng(seed), 160, caption="SALE", studio=studio)
+                b = compose(mark, np.random.default_rng(seed), 160, caption="SALE", studio=studio)
                 assert a.mode == "RGB" and a.size == (160, 160)
                 assert np.array_equal(np.asarray(a), np.asarray(b))
                 assert np.asarray(a).std() > 3  # not a flat image
-                drawn.add(scenes.scene_of(seed))
-    assert drawn == set(scenes.SCENES)
+                drawn.add(name_of(seed))
+    assert drawn == set(names)
 
 
-def test_scene_photos_show_the_logo() -> None:
+@pytest.mark.parametrize("style", sorted(COMPOSERS))
+def test_scene_photos_show_the_logo(style: str) -> None:
     """Same seed with and without the logo: the logo changes a visible share of the photo in every scene."""
+    compose, name_of, names, n_seeds = COMPOSERS[style]
     logo = render.render_logo(render.get_icon("github"), 128)
     changed_by_scene: dict[str, list[float]] = {}
-    for seed in range(80):
-        with_logo = np.asarray(scenes.compose_scene_photo(logo, np.random.default_rng(seed), 160), dtype=int)
-        without = np.asarray(scenes.compose_scene_photo(Image.new("RGBA", (128, 128)), np.random.default_rng(seed),
-                                                        160), dtype=int)
+    for seed in range(n_seeds + 20):
+        with_logo = np.asarray(compose(logo, np.random.default_rng(seed), 160), dtype=int)
+        without = np.asarray(compose(Image.new("RGBA", (128, 128)), np.random.default_rng(seed), 160), dtype=int)
         changed = float((np.abs(with_logo - without).max(axis=2) > 25).mean())
-        changed_by_scene.setdefault(scenes.scene_of(seed), []).append(changed)
-    assert set(changed_by_scene) == set(scenes.SCENES)
+        changed_by_scene.setdefault(name_of(seed), []).append(changed)
+    assert set(changed_by_scene) == set(names)
     for scene, shares in changed_by_scene.items():
         assert 0.003 < float(np.median(shares)) < 0.5, (scene, shares)
 
 
-def test_photo_style_changes_only_the_listing_photos(tmp_path: Path) -> None:
+def test_render3d_geometry() -> None:
+    """The ray casts: a ray down the axis of view meets each primitive where it should, with the right normal."""
+    o = np.array([0.0, 0.5, 5.0])
+    d = np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # straight at the object; straight up (misses)
+    cyl = render3d._cylinder(o, d, 0.5, 1.0)
+    assert cyl.t[0] == pytest.approx(4.5) and np.allclose(cyl.normal[0], [0, 0, 1]) and np.isinf(cyl.t[1])
+    assert cyl.uv[0] == pytest.approx([0.5, 0.5])  # u 0.5 faces +z, v runs down from the rim
+    ball = render3d._sphere(o, d, np.array([0.0, 0.5, 0.0]), 0.5)
+    assert ball.t[0] == pytest.approx(4.5) and np.allclose(ball.normal[0], [0, 0, 1]) and np.isinf(ball.t[1])
+    box, face = render3d._box(o, d, np.array([0.4, 0.5, 0.3]))
+    assert box.t[0] == pytest.approx(4.7) and face[0] == 0 and box.uv[0] == pytest.approx([0.5, 0.5])
+    flat = render3d._plane_z(o, d, 1.0, 1.0, folds=[])
+    assert flat.t[0] == pytest.approx(5.0) and np.allclose(flat.normal[0], [0, 0, 1]) and np.isinf(flat.t[1])
+    with pytest.raises(ValueError, match="mug, bottle"):
+        render3d.compose_3d_photo(None, np.random.default_rng(0), 64, obj="teapot")
+
+
+@pytest.mark.parametrize("style", sorted(COMPOSERS))
+def test_photo_style_changes_only_the_listing_photos(tmp_path: Path, style: str) -> None:
+    _, _, names, _ = COMPOSERS[style]
+    config = dataclasses.replace(TINY, photo_style=style)
     mockup = generate_dataset(tmp_path / "mockup", TINY, progress=False)
-    other = generate_dataset(tmp_path / "scenes", dataclasses.replace(TINY, photo_style="scenes"), progress=False)
+    other = generate_dataset(tmp_path / style, config, progress=False)
     for name in ("brands.jsonl", "assets.jsonl", "listings.jsonl"):
         assert (mockup / name).read_bytes() == (other / name).read_bytes(), name
-    assert json.loads((other / "manifest.json").read_text())["config"]["photo_style"] == "scenes"
+    assert json.loads((other / "manifest.json").read_text())["config"]["photo_style"] == style
     a, b = _file_digests(mockup), _file_digests(other)
     assert a.keys() == b.keys()
     photos = [k for k in a if k.startswith("images/listings/")]
     assert photos and all(a[k] != b[k] for k in photos)
     assert all(a[k] == b[k] for k in a if k.startswith("images/") and k not in photos)  # references are the same
-    scenes_config = dataclasses.replace(TINY, photo_style="scenes")
     listings = load_dataset(other).listings
-    named = [photo_scenes(row, scenes_config) for row in listings]
-    assert all(len(n) == len(row["images"]) and set(n) <= {*scenes.SCENES, "reupload"} for n, row in zip(named, listings))
+    named = [photo_scenes(row, config) for row in listings]
+    assert all(len(n) == len(row["images"]) and set(n) <= {*names, "reupload"} for n, row in zip(named, listings))
     assert [n[0] == "reupload" for n in named] == [row["meta"]["reupload_of"] is not None for row in listings]
-    assert len({s for n in named for s in n}) >= 5
+    assert len({s for n in named for s in n}) >= 4
     assert all(photo_scenes(row, TINY) == [] for row in listings)
-    with pytest.raises(ValueError, match="mockup, scenes"):
+    with pytest.raises(ValueError, match="mockup, scenes, render3d"):
         DataConfig(photo_style="watercolour")
 
 

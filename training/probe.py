@@ -13,8 +13,8 @@ sizes is the image evidence the service computes (``brand_top1_photo``), up to F
 Prints a table and writes ``probe.json`` (with the most frequent confusions) under ``--out`` when given. Listings of
 unregistered brands' logos are scored too: ``unregistered_above_p10`` is the share whose best brand score exceeds the
 10th percentile of correct matches' scores (how many look-alikes a threshold that keeps 90 % of hits lets through).
-On a dataset drawn with ``photo_style`` "scenes" (:mod:`training.scenes`), ``by_scene`` gives the model variant's
-top-1 with each photo scored alone, by the scene it shows.
+On a dataset drawn with ``photo_style`` "scenes" (:mod:`training.scenes`) or "render3d" (:mod:`training.render3d`),
+``by_scene`` gives the model variant's top-1 with each photo scored alone, by the scene or object it shows.
 """
 
 from __future__ import annotations
@@ -159,9 +159,9 @@ def probe(
 
 def _by_scene(dataset: Dataset, records: Sequence[dict[str, Any]], truth: Sequence[int | None],
               regions: Sequence[dict[int, np.ndarray]], sizes: Sequence[int], gallery: Gallery) -> dict[str, Any]:
-    """For a dataset drawn with :mod:`training.scenes`: the model variant's top-1 with each registered brand's photo
-    scored alone, by the scene it shows (``{}`` for other datasets)."""
-    if (dataset.manifest.get("config") or {}).get("photo_style") != "scenes":  # also datasets not made by training.data
+    """For a dataset drawn with :mod:`training.scenes` or :mod:`training.render3d`: the model variant's top-1 with each
+    registered brand's photo scored alone, by the scene or object it shows (``{}`` for other datasets)."""
+    if (dataset.manifest.get("config") or {}).get("photo_style") in (None, "mockup"):  # or not made by training.data
         return {}
     config = DataConfig(**dataset.manifest["config"])
     hits: dict[str, list[bool]] = collections.defaultdict(list)
