@@ -309,6 +309,36 @@ def test_a_stopped_run_goes_on_from_its_saved_fine_tuning(trained, small_dataset
                         finetune_from=run)
 
 
+def test_a_finished_run_refits_its_classifier_and_policy_from_saved_features(trained, small_dataset, tmp_path):
+    """--features-from reuses a run's model embedder and features.pkl: same embedder, same classifier inputs, so the
+    same model comes out; features computed for other listings, registry or feature settings are refused."""
+    run = trained.parent
+    assert (run / train_mod.FEATURES_FILE).is_file()
+    out = tmp_path / "refit"
+    argv = ["--config", "quick", "--data", str(small_dataset), "--out", str(out), "--no-progress",
+            "--features-from", str(run)]
+    assert train_mod.main(argv) == 0
+    source, refit = json.loads((trained / "model.json").read_text()), json.loads((out / "model" / "model.json")
+                                                                                  .read_text())
+    assert refit["version"] == source["version"]  # same weights, classifier and policy: the same content hash
+    assert refit["metrics"] == source["metrics"]
+    assert refit["fingerprint_whitening"] == source["fingerprint_whitening"]
+    assert refit["finetune"]["reused_from"]["version"] == source["version"]
+    assert not (out / train_mod.FEATURES_FILE).exists() and not (out / "finetune.json").exists()
+
+    config = json.loads((train_mod.CONFIG_DIR / "quick.json").read_text())
+    for name, change in (("listings", {"max_listings": 120}), ("feature_config", {"features": {"ocr": True}})):
+        (tmp_path / f"{name}.json").write_text(json.dumps({**config, **change}))
+        with pytest.raises(ValueError, match=name):
+            train_mod.main(["--config", str(tmp_path / f"{name}.json"), "--data", str(small_dataset),
+                            "--out", str(tmp_path / name), "--no-progress", "--features-from", str(run)])
+    with pytest.raises(FileNotFoundError, match="saved no features"):
+        train_mod.load_features(tmp_path, {})
+    with pytest.raises(ValueError, match="give one"):
+        train_mod.train(train_mod.get_train_config("quick"), small_dataset, out, embedder_from=trained,
+                        features_from=run)
+
+
 def test_trunk_tail_reproduces_the_trunk_and_trains_its_blocks(embedder, tmp_path):
     import torch
     from PIL import Image

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import pickle
 import shutil
 import tempfile
 import time
@@ -36,8 +37,8 @@ from training.pipeline import dataset_path, featurize_records, label_features, r
 from training.splits import is_heldout_brand, split_hash
 from training.whitening import WhiteningConfig, fit_fingerprint_whitening
 
-__all__ = ["TrainConfig", "get_train_config", "list_train_configs", "load_finetune_run", "merge_datasets", "train",
-           "assert_no_heldout", "main"]
+__all__ = ["TrainConfig", "get_train_config", "list_train_configs", "load_features", "load_finetune_run",
+           "merge_datasets", "save_features", "train", "assert_no_heldout", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,49 @@ def merge_datasets(main: Dataset, extras: Sequence[Dataset]) -> tuple[Dataset, l
     return merged, appended
 
 
+FEATURES_FILE = "features.pkl"  # a run's listing features, so the classifier and policy can be refitted alone
+
+
+def _features_key(embedder: Any, feature_config: FeatureConfig, records: dict[str, list[dict[str, Any]]],
+                  dataset: Dataset, index_factory: str) -> dict[str, Any]:
+    """What a run's listing features depend on: embedder (config and weights), feature config, index, registry
+    (the train / val brands and their assets) and the listings of each split (photo-only copies included)."""
+    registered = sorted((b["slug"], b["split"]) for b in dataset.brands if b["registered"] and b["split"] != "test")
+    slugs = {slug for slug, _ in registered}
+    assets = sorted(a["image"] for a in dataset.assets if a["brand_slug"] in slugs)
+    digest = hashlib.sha256(json.dumps([registered, assets]).encode()).hexdigest()
+    return {"embedder": embedder.model_id, "embedder_config": json.loads(json.dumps(embedder.config.to_dict())),
+            "feature_config": dataclasses.asdict(feature_config), "index_factory": index_factory,
+            "registry": digest, "listings": {s: split_hash(recs) for s, recs in records.items()}}
+
+
+def save_features(run_dir: str | Path, key: dict[str, Any], labelled: dict[str, LabelledFeatures],
+                  slug_to_id: dict[str, int]) -> Path:
+    """Write a run's listing features (``FEATURES_FILE``) with the key they were computed for."""
+    path = Path(run_dir) / FEATURES_FILE
+    with path.open("wb") as f:
+        pickle.dump({"key": key, "labelled": labelled, "slug_to_id": slug_to_id}, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
+
+
+def load_features(run_dir: str | Path, key: dict[str, Any]) -> tuple[dict[str, LabelledFeatures], dict[str, int]]:
+    """The listing features a run saved, if they were computed for ``key`` (see ``_features_key``).
+
+    Raises:
+        FileNotFoundError: the run saved no features.
+        ValueError: they were computed for another embedder, feature config, registry or listings.
+    """
+    path = Path(run_dir) / FEATURES_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: that run saved no features")
+    with path.open("rb") as f:
+        saved = pickle.load(f)  # a file this code wrote into a run folder, not one a client sent
+    differ = sorted(k for k in set(key) | set(saved["key"]) if key.get(k) != saved["key"].get(k))
+    if differ:
+        raise ValueError(f"{path} was computed for another {', '.join(differ)} than this run's; featurize again")
+    return saved["labelled"], saved["slug_to_id"]
+
+
 def _as_saved(delta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Tensors rounded as the model directory stores them (fp16), so training features are what serving computes."""
     return {k: v.to(torch.float16).to(torch.float32) for k, v in delta.items()}
@@ -203,15 +247,18 @@ def load_finetune_run(run_dir: str | Path, config: TrainConfig,
 
 def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progress: bool = True,
           weights_delta: dict[str, torch.Tensor] | None = None, embedder_from: str | Path | None = None,
-          finetune_from: str | Path | None = None) -> Path:
+          finetune_from: str | Path | None = None, features_from: str | Path | None = None) -> Path:
     """Run one training; returns the model directory (``out_dir/model``) with metrics in its sidecar.
 
     ``embedder_from`` (a model directory, ``default`` or a BentoML tag) reuses that model's embedder (config and
     fine-tuned weights) instead of fine-tuning: only the classifier and the policy are retrained.
     ``finetune_from`` (a run folder of this config) reuses the weights its fine-tuning saved (``load_finetune_run``).
+    ``features_from`` (a finished run folder) reuses its model's whole embedder and the listing features the run
+    saved (``FEATURES_FILE``): only the classifier and the policy are fitted again, in seconds. The features must
+    have been computed for the same embedder, feature config, registry and listings (else ValueError).
     """
-    if embedder_from is not None and finetune_from is not None:
-        raise ValueError("embedder_from and finetune_from both replace fine-tuning; give one")
+    if sum(x is not None for x in (embedder_from, finetune_from, features_from)) > 1:
+        raise ValueError("embedder_from, finetune_from and features_from all replace fine-tuning; give one")
     t_start = time.time()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -240,13 +287,17 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
     embedder_config: dict[str, Any] = get_model_config(config.embedder).to_dict()
     # Validation brands stay unseen by the embedder too, so thresholds are tuned on brands new to the model.
     val_slugs = {b["slug"] for b in dataset.brands if b["split"] == "val"}
-    if embedder_from is not None:
+    whitening_report = None
+    if embedder_from is not None or features_from is not None:
         from detector.bundle import load_embedder_weights, resolve_model_path
 
-        embedder_config, weights_delta = load_embedder_weights(embedder_from)
-        source = json.loads((resolve_model_path(embedder_from) / "model.json").read_text())
-        finetune_report = {"reused_from": {"model": str(embedder_from), "version": source.get("version")},
+        source_ref = embedder_from if embedder_from is not None else Path(features_from) / "model"
+        embedder_config, weights_delta = load_embedder_weights(source_ref)
+        source = json.loads((resolve_model_path(source_ref) / "model.json").read_text())
+        finetune_report = {"reused_from": {"model": str(source_ref), "version": source.get("version")},
                            **(source.get("finetune") or {})}
+        if features_from is not None:  # the whole embedder, whitening included, as its features were computed
+            whitening_report = source.get("fingerprint_whitening")
     elif finetune_from is not None:
         weights_delta, finetune_report = load_finetune_run(finetune_from, config, val_slugs)
     elif config.finetune is not None and weights_delta is None:
@@ -258,29 +309,33 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
         embedder_config = {**embedder_config, **{  # a nested section is updated, not replaced
             key: {**embedder_config.get(key, {}), **value} if isinstance(value, dict) else value
             for key, value in config.embedder_overrides.items()}}
-    if weights_delta is not None:  # without a reused model's whitening: it is refitted below
+    if weights_delta is not None and features_from is None:  # a reused model's whitening is refitted below
         weights_delta = _as_saved({k: v for k, v in weights_delta.items() if not k.startswith(WHITENING_PREFIX)})
-    whitening_report = None
-    if config.fingerprint_whitening is not None:
+    if config.fingerprint_whitening is not None and features_from is None:
         whitening, whitening_report = fit_fingerprint_whitening(
             create_embedder(embedder_config, weights_delta=weights_delta), dataset, records["train"],
             WhiteningConfig.from_dict(config.fingerprint_whitening), progress)
         weights_delta = {**(weights_delta or {}), **_as_saved(whitening.to_delta())}
         log.info("fingerprint whitening: %s", whitening_report)
     embedder = create_embedder(embedder_config, weights_delta=weights_delta)
-    home = Path(tempfile.mkdtemp(prefix="train-catalog-", dir=out_dir))
-    try:
-        catalog = Catalog.open(home, embedder, index_factory=config.index_factory)
-        slug_to_id = register_brands(catalog, dataset, ("train", "val"), progress=progress)
-        featurizer = Featurizer(embedder, catalog, brand_infos(catalog.registry.list_brands()), feature_config)
-        labelled = {}
-        for split in ("train", "val"):
-            feats = featurize_records(featurizer, dataset, records[split], config.batch_size, progress,
-                                      description=f"{split}:")
-            labelled[split] = label_features(records[split], feats, slug_to_id)
-        catalog.close()
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+    key = _features_key(embedder, feature_config, records, dataset, config.index_factory)
+    if features_from is not None:
+        labelled, slug_to_id = load_features(features_from, key)
+    else:
+        home = Path(tempfile.mkdtemp(prefix="train-catalog-", dir=out_dir))
+        try:
+            catalog = Catalog.open(home, embedder, index_factory=config.index_factory)
+            slug_to_id = register_brands(catalog, dataset, ("train", "val"), progress=progress)
+            featurizer = Featurizer(embedder, catalog, brand_infos(catalog.registry.list_brands()), feature_config)
+            labelled = {}
+            for split in ("train", "val"):
+                feats = featurize_records(featurizer, dataset, records[split], config.batch_size, progress,
+                                          description=f"{split}:")
+                labelled[split] = label_features(records[split], feats, slug_to_id)
+            catalog.close()
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+        save_features(out_dir, key, labelled, slug_to_id)
 
     val = labelled["val"]
     halves = [_half(g, config.seed) for g in val.groups]
@@ -341,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finetune-from", metavar="RUN", default=None,
                         help="reuse the fine-tuned weights an earlier run of this config saved in RUN "
                              "(finetune.json + finetune_weights.safetensors) instead of fine-tuning again")
+    parser.add_argument("--features-from", metavar="RUN", default=None,
+                        help="reuse a finished run's embedder and the listing features it saved (features.pkl): "
+                             "refits only the classifier and the policy (seconds)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--register", action="store_true", help="also add the model to the BentoML model store")
     args = parser.parse_args(argv)
@@ -348,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     config = get_train_config(args.config)
     config.extra_data = [*config.extra_data, *args.extra_data]
     model_dir = train(config, args.data, args.out, progress=not args.no_progress, embedder_from=args.embedder_from,
-                      finetune_from=args.finetune_from)
+                      finetune_from=args.finetune_from, features_from=args.features_from)
     out = {"model_dir": str(model_dir), "metrics": json.loads((model_dir / "model.json").read_text())["metrics"]}
     if args.register:
         from detector.bundle import register_bento_model
