@@ -38,6 +38,10 @@ def test_training_writes_a_self_describing_model_dir(trained, small_dataset):
     assert meta["metrics"]["val"]["brand_named_photo_only"] is not None
     policy = json.loads((trained / "policy.json").read_text())
     assert 0 <= policy["review_threshold"] <= policy["block_threshold"] <= 1
+    # thresholds are chosen on the whole validation split, so its own caps hold on all of it
+    val_metrics = meta["metrics"]["val"]
+    assert val_metrics["n_by_label"]["authentic"] > 0
+    assert val_metrics["authentic_blocked_rate"] <= policy["max_authentic_blocked"]
     bundle = load_model(trained)
     assert bundle.version == meta["version"]
     # Known-fake fingerprints are whitened, fitted on training photos only (quick config: 64 directions).
