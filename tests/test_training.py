@@ -14,7 +14,7 @@ from training import evaluate as evaluate_mod
 from training import train as train_mod
 from training.classifier import (_threshold_for_precision, attribution_upper_bound, choose_thresholds,
                                  unregistered_confidences)
-from training.data import load_dataset, photo_only_copies, photo_only_copy
+from training.data import load_dataset, photo_only_copies, photo_only_copy, text_only_copies, text_only_copy
 from training.metrics import image_top_brand, photo_top_brand
 from training.splits import is_heldout_brand, split_hash
 
@@ -114,6 +114,53 @@ def test_photo_only_evaluation_keeps_the_brand_out_of_the_text(trained, small_da
     assert metrics["brand_named_photo_only"] == pytest.approx(
         np.mean([p["brand_id"] == p["true_brand_id"] for p in branded]), abs=1e-4)
     assert metrics["title_top1"] is None  # no listing has a title that could name its brand
+
+
+def test_text_only_evaluation_shows_photos_without_the_mark(trained, small_dataset, tmp_path):
+    out = tmp_path / "text"
+    assert evaluate_mod.main(["--model", str(trained), "--data", str(small_dataset), "--out", str(out),
+                              "--text-only", "--no-report", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    originals = {r["listing_id"]: r for r in load_dataset(small_dataset).listings_for("test")}
+    n_sold = sum(r["label"] in ("counterfeit", "authentic") and r["meta"]["kind"] != "reupload"
+                 for r in originals.values())
+    assert metrics["text_only"] and len(preds) == metrics["n_listings"] == n_sold > 0
+    for p in preds:  # copies of test listings selling a registered brand's goods, labels unchanged
+        assert p["label"] == originals[p["listing_id"].removesuffix("-text")]["label"]
+    assert metrics["brand_named_text_only"] == pytest.approx(
+        np.mean([p["brand_id"] == p["true_brand_id"] for p in preds]), abs=1e-4)
+    # the photos show no mark, so there is no brand-from-photo number to give
+    assert metrics["brand_top1_photo"] is None and metrics["brand_named_photo_only"] is None
+    with pytest.raises(ValueError, match="ask for one"):
+        evaluate_mod.score_split(load_model(trained), small_dataset, photo_only=True, text_only=True)
+
+
+def test_text_only_copies(small_dataset):
+    records = load_dataset(small_dataset).listings_for("train")
+    sold = next(r for r in records if r["label"] == "counterfeit" and r["meta"]["kind"] == "counterfeit")
+    donor = next(r for r in records if r["label"] == "unbranded" and not r["meta"].get("logo_slug"))
+    copy = text_only_copy(sold, donor)
+    for key in ("title", "description", "price", "currency", "seller_id", "label", "brand_slug", "split"):
+        assert copy[key] == sold[key]
+    assert copy["images"] == donor["images"] and copy["listing_id"] == sold["listing_id"] + "-text"
+    assert copy["meta"]["text_only"] and copy["meta"]["logo_slug"] is None
+    assert copy["meta"]["photos_of"] == donor["listing_id"]
+    reupload = next(r for r in records if r["meta"]["kind"] == "reupload")
+    assert text_only_copy(reupload, donor) is None and text_only_copy(donor, donor) is None
+    assert text_only_copy(sold, {**donor, "images": []}) is None
+
+    some = text_only_copies(records, 0.5, seed=0)
+    assert some == text_only_copies(records, 0.5, seed=0) and text_only_copies(records, 0.0, seed=0) == []
+    every = text_only_copies(records, 1.0, seed=0)
+    assert len(every) == sum(text_only_copy(r, donor) is not None for r in records)
+    assert 0.3 * len(every) < len(some) < 0.7 * len(every)
+    by_id = {r["listing_id"]: r for r in records}
+    for c in every:  # the donor is a logo-less listing of the same split, of the same product kind when possible
+        d = by_id[c["meta"]["photos_of"]]
+        assert d["label"] == "unbranded" and not d["meta"].get("logo_slug") and d["images"] == c["images"]
+    same_kind = np.mean([by_id[c["meta"]["photos_of"]]["meta"]["product"] == c["meta"]["product"] for c in every])
+    assert same_kind > 0.9
 
 
 def test_photo_brand_is_a_name_read_in_the_photos_else_the_image_evidence():

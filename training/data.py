@@ -57,6 +57,8 @@ __all__ = [
     "photo_only_copy",
     "photo_scenes",
     "photo_only_copies",
+    "text_only_copy",
+    "text_only_copies",
     "main",
 ]
 
@@ -1057,6 +1059,49 @@ def photo_only_copies(records: Sequence[dict[str, Any]], fraction: float, seed: 
         return []
     copies = [c for c in map(photo_only_copy, records) if c is not None]
     return [c for c in copies if _stable_int(seed, "photo-only", c["listing_id"]) % 10_000 < fraction * 10_000]
+
+
+def text_only_copy(rec: dict[str, Any], donor: dict[str, Any]) -> dict[str, Any] | None:
+    """The listing with photos that show no mark: ``donor``'s photos (a listing whose photos show no logo), the
+    same title, description, price and seller. ``None`` unless the listing sells a registered brand's goods
+    (counterfeit or authentic; re-uploads, whose evidence is their photo, are left out) and the donor has photos.
+
+    Real listings' photos often miss the mark (the back of a shirt, the box, a blurred shot), and photos taken
+    another way than the training photos may not match the references. A brand model that only saw listings whose
+    photos agree with their titles learns that a brand named without matching photos is absent (the pattern of
+    "case for X" listings) and lets a plainly named, cheap counterfeit through; training on such copies teaches it
+    to weigh the text on its own, and evaluating on them measures exactly that.
+    """
+    meta = rec.get("meta") or {}
+    if rec.get("label") not in ("counterfeit", "authentic") or not rec.get("brand_slug") or \
+            meta.get("kind") == "reupload" or not donor.get("images"):
+        return None
+    return {**rec, "listing_id": f"{rec['listing_id']}-text", "images": list(donor["images"]),
+            "meta": {**meta, "logo_slug": None, "text_only": True, "photos_of": donor["listing_id"]}}
+
+
+def text_only_copies(records: Sequence[dict[str, Any]], fraction: float, seed: int) -> list[dict[str, Any]]:
+    """Text-only copies (:func:`text_only_copy`) of a seeded ``fraction`` of the listings selling a registered brand's
+    goods, each with the photos of a logo-less listing of ``records`` showing the same kind of product where there
+    is one (any logo-less listing otherwise; no copies when there is none)."""
+    if fraction <= 0:
+        return []
+    donors = [r for r in records if r.get("images") and r.get("label") == "unbranded"
+              and not (r.get("meta") or {}).get("logo_slug")]
+    if not donors:
+        return []
+    by_product: dict[Any, list[dict[str, Any]]] = {}
+    for d in donors:
+        by_product.setdefault((d.get("meta") or {}).get("product"), []).append(d)
+    out = []
+    for rec in records:
+        if _stable_int(seed, "text-only", rec["listing_id"]) % 10_000 >= fraction * 10_000:
+            continue
+        pool = by_product.get((rec.get("meta") or {}).get("product")) or donors
+        copy = text_only_copy(rec, pool[_stable_int(seed, "text-only-donor", rec["listing_id"]) % len(pool)])
+        if copy is not None:
+            out.append(copy)
+    return out
 
 
 def _check_split(split: str) -> None:

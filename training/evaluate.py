@@ -22,7 +22,7 @@ from detector.bundle import ModelBundle, load_model
 from detector.features import Featurizer, brand_infos
 from indexes.catalog import Catalog
 from training.classifier import LabelledFeatures
-from training.data import load_dataset, photo_only_copy
+from training.data import load_dataset, photo_only_copy, text_only_copies
 from training.metrics import (compute_metrics, decisions_for, fake_top_brand, image_top_brand, photo_top_brand,
                               title_top_brand)
 from training.pipeline import dataset_path, featurize_records, label_features, register_brands
@@ -52,19 +52,26 @@ def score_split(
     progress: bool = True,
     seed: int = 0,
     photo_only: bool = False,
+    text_only: bool = False,
 ) -> tuple[LabelledFeatures, np.ndarray]:
     """Features and risks of a split's listings, scored against a registry built from the dataset.
 
     ``photo_only`` scores the photo-only copies (:func:`training.data.photo_only_copy`) of the listings that show a
-    logo instead: brand recognition from the photos alone, end to end.
+    logo instead: brand recognition from the photos alone, end to end. ``text_only`` scores the text-only copies
+    (:func:`training.data.text_only_copy`: photos that show no mark) of the listings selling a registered brand's
+    goods: what the text, price and seller signals do on their own.
 
     ``home`` keeps the registry (e.g. for the demo server); by default a temporary one is used and removed. A kept
     home whose indexes another model or framing built is rebuilt (the report is logged).
     """
     dataset = load_dataset(dataset_path(data_dir))
+    if photo_only and text_only:
+        raise ValueError("photo_only and text_only copies are two separate evaluations; ask for one")
     records = dataset.listings_for(split)
     if photo_only:
         records = [c for c in map(photo_only_copy, records) if c is not None]
+    if text_only:
+        records = text_only_copies(records, 1.0, seed)
     records = sample_records(records, max_listings, seed)
     tmp = home is None
     home = Path(tempfile.mkdtemp(prefix="eval-catalog-")) if tmp else Path(home)
@@ -92,16 +99,19 @@ def evaluate(
     progress: bool = True,
     report: bool = True,
     photo_only: bool = False,
+    text_only: bool = False,
 ) -> dict[str, Any]:
     """Score a split, write ``metrics.json`` (and the HTML report), return the metrics."""
     t0 = time.time()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     bundle = load_model(model)
-    data, risks = score_split(bundle, data_dir, split, gallery, max_listings, progress=progress, photo_only=photo_only)
+    data, risks = score_split(bundle, data_dir, split, gallery, max_listings, progress=progress, photo_only=photo_only,
+                              text_only=text_only)
     metrics = compute_metrics(data, risks, bundle.policy)
     metrics["model_version"] = bundle.version
     metrics["split"], metrics["gallery"], metrics["photo_only"] = split, gallery, photo_only
+    metrics["text_only"] = text_only
     metrics["wall_time_s"] = round(time.time() - t0, 1)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_predictions(out_dir / "predictions.jsonl", data, risks, bundle.policy)
@@ -162,12 +172,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-listings", type=int, default=None)
     parser.add_argument("--photo-only", action="store_true",
                         help="score the listings that show a logo with the brand kept out of their text")
+    parser.add_argument("--text-only", action="store_true",
+                        help="score the listings selling a registered brand's goods with photos that show no mark")
     parser.add_argument("--no-report", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     metrics = evaluate(args.model, args.data, args.out, args.split, args.gallery, args.max_listings,
-                       progress=not args.no_progress, report=not args.no_report, photo_only=args.photo_only)
+                       progress=not args.no_progress, report=not args.no_report, photo_only=args.photo_only,
+                       text_only=args.text_only)
     print(json.dumps(metrics, indent=2))
     return 0
 

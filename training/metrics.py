@@ -82,8 +82,10 @@ def compute_metrics(data: LabelledFeatures, risks: np.ndarray, policy: PolicyCon
     obfuscated = [bool((r.get("meta") or {}).get("obfuscation")) for r in data.records] if data.records else []
 
     branded = [i for i, b in enumerate(data.brand_ids) if b is not None]
-    photo_hits = [image_top_brand(data.features[i]) == data.brand_ids[i] for i in branded]
-    photo_ocr_hits = [photo_top_brand(data.features[i]) == data.brand_ids[i] for i in branded]
+    text_only = [bool((r.get("meta") or {}).get("text_only")) for r in data.records] if data.records else [False] * len(y)
+    shown = [i for i in branded if not text_only[i]]  # photo metrics need photos that show the mark
+    photo_hits = [image_top_brand(data.features[i]) == data.brand_ids[i] for i in shown]
+    photo_ocr_hits = [photo_top_brand(data.features[i]) == data.brand_ids[i] for i in shown]
     fused_hits = []
     for i in branded:
         best = data.features[i].best()
@@ -119,6 +121,8 @@ def compute_metrics(data: LabelledFeatures, risks: np.ndarray, policy: PolicyCon
         "brand_top1_fused": _rate(fused_hits),
         # the brand named (above the brand threshold) when only the photos can show it: no brand in the text
         "brand_named_photo_only": _rate([fused_hits[k] for k, i in enumerate(branded) if photo_only[i]]),
+        # ... and when only the text can: photos that do not show the mark
+        "brand_named_text_only": _rate([fused_hits[k] for k, i in enumerate(branded) if text_only[i]]),
         "title_top1": _rate(title_hits),
         "obfuscated_title_top1": _rate(obf_hits),
         "unregistered_logo_attribution_rate": _rate([attributed(i) for i in unreg]),

@@ -32,7 +32,7 @@ from detector.policy import get_policy
 from indexes.catalog import Catalog
 from training.classifier import (ClassifierConfig, LabelledFeatures, choose_thresholds, fit_classifier,
                                  unregistered_confidences)
-from training.data import Dataset, load_dataset, photo_only_copies
+from training.data import Dataset, load_dataset, photo_only_copies, text_only_copies
 from training.pipeline import dataset_path, featurize_records, label_features, register_brands
 from training.splits import is_heldout_brand, split_hash
 from training.whitening import WhiteningConfig, fit_fingerprint_whitening
@@ -66,6 +66,9 @@ class TrainConfig:
     extra_data: list[str] = field(default_factory=list)  # dataset folders appended by merge_datasets (not capped)
     # share of train / val listings showing a logo that are also used as photo-only copies (no brand in the text)
     photo_only_fraction: float = 0.0
+    # share of train / val listings selling a registered brand's goods that are also used as text-only copies (the
+    # photos of a logo-less listing instead of their own; training.data.text_only_copy)
+    text_only_fraction: float = 0.0
     description: str = ""
 
     @classmethod
@@ -278,7 +281,8 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
         records[split] += [r for rows in appended for r in rows if r["split"] == split]
     originals = {split: list(recs) for split, recs in records.items()}  # what split hashes identify
     for split in records:  # the copies follow the cap, so a run's listing count is cap + copies
-        records[split] += photo_only_copies(records[split], config.photo_only_fraction, config.seed)
+        records[split] += photo_only_copies(originals[split], config.photo_only_fraction, config.seed)
+        records[split] += text_only_copies(originals[split], config.text_only_fraction, config.seed)
     train_brands = [b for b in dataset.brands if b["split"] in ("train", "val")]
     assert_no_heldout(records["train"] + records["val"], train_brands)
 
