@@ -362,7 +362,8 @@ def test_a_stopped_run_goes_on_from_its_saved_fine_tuning(trained, small_dataset
 
 def test_a_finished_run_refits_its_classifier_and_policy_from_saved_features(trained, small_dataset, tmp_path):
     """--features-from reuses a run's model embedder and features.pkl: same embedder, same classifier inputs, so the
-    same model comes out; features computed for other listings, registry or feature settings are refused."""
+    same model comes out; a config with fewer copies refits on a subset; features computed for other listings,
+    registry or feature settings are refused."""
     run = trained.parent
     assert (run / train_mod.FEATURES_FILE).is_file()
     out = tmp_path / "refit"
@@ -378,13 +379,21 @@ def test_a_finished_run_refits_its_classifier_and_policy_from_saved_features(tra
     assert not (out / train_mod.FEATURES_FILE).exists() and not (out / "finetune.json").exists()
 
     config = json.loads((train_mod.CONFIG_DIR / "quick.json").read_text())
-    for name, change in (("listings", {"max_listings": 120}), ("feature_config", {"features": {"ocr": True}})):
+    # fewer photo-only copies and no more listings: a subset of the saved features, refitted on those alone
+    (tmp_path / "fewer.json").write_text(json.dumps({**config, "photo_only_fraction": 0.1}))
+    assert train_mod.main(["--config", str(tmp_path / "fewer.json"), "--data", str(small_dataset),
+                           "--out", str(tmp_path / "fewer"), "--no-progress", "--features-from", str(run)]) == 0
+    fewer = json.loads((tmp_path / "fewer" / "model" / "model.json").read_text())
+    assert fewer["data"]["photo_only_copies"]["val"] < source["data"]["photo_only_copies"]["val"]
+    assert fewer["metrics"]["val"]["n_listings"] == source["metrics"]["val"]["n_listings"] - (
+        source["data"]["photo_only_copies"]["val"] - fewer["data"]["photo_only_copies"]["val"])
+    for name, change in (("listings", {"photo_only_fraction": 0.5}), ("feature_config", {"features": {"ocr": True}})):
         (tmp_path / f"{name}.json").write_text(json.dumps({**config, **change}))
         with pytest.raises(ValueError, match=name):
             train_mod.main(["--config", str(tmp_path / f"{name}.json"), "--data", str(small_dataset),
                             "--out", str(tmp_path / name), "--no-progress", "--features-from", str(run)])
     with pytest.raises(FileNotFoundError, match="saved no features"):
-        train_mod.load_features(tmp_path, {})
+        train_mod.load_features(tmp_path, {}, {})
     with pytest.raises(ValueError, match="give one"):
         train_mod.train(train_mod.get_train_config("quick"), small_dataset, out, embedder_from=trained,
                         features_from=run)

@@ -153,34 +153,45 @@ def merge_datasets(main: Dataset, extras: Sequence[Dataset]) -> tuple[Dataset, l
 FEATURES_FILE = "features.pkl"  # a run's listing features, so the classifier and policy can be refitted alone
 
 
-def _features_key(embedder: Any, feature_config: FeatureConfig, records: dict[str, list[dict[str, Any]]],
-                  dataset: Dataset, index_factory: str) -> dict[str, Any]:
-    """What a run's listing features depend on: embedder (config and weights), feature config, index, registry
-    (the train / val brands and their assets) and the listings of each split (photo-only copies included)."""
+def _features_key(embedder: Any, feature_config: FeatureConfig, dataset: Dataset, index_factory: str
+                  ) -> dict[str, Any]:
+    """What a run's listing features depend on besides the listings: embedder (config and weights), feature config,
+    index and registry (the train / val brands and their assets)."""
     registered = sorted((b["slug"], b["split"]) for b in dataset.brands if b["registered"] and b["split"] != "test")
     slugs = {slug for slug, _ in registered}
     assets = sorted(a["image"] for a in dataset.assets if a["brand_slug"] in slugs)
     digest = hashlib.sha256(json.dumps([registered, assets]).encode()).hexdigest()
     return {"embedder": embedder.model_id, "embedder_config": json.loads(json.dumps(embedder.config.to_dict())),
             "feature_config": dataclasses.asdict(feature_config), "index_factory": index_factory,
-            "registry": digest, "listings": {s: split_hash(recs) for s, recs in records.items()}}
+            "registry": digest}
+
+
+def _record_digest(rec: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(rec, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def save_features(run_dir: str | Path, key: dict[str, Any], labelled: dict[str, LabelledFeatures],
                   slug_to_id: dict[str, int]) -> Path:
     """Write a run's listing features (``FEATURES_FILE``) with the key they were computed for."""
     path = Path(run_dir) / FEATURES_FILE
+    digests = {split: [_record_digest(r) for r in data.records] for split, data in labelled.items()}
     with path.open("wb") as f:
-        pickle.dump({"key": key, "labelled": labelled, "slug_to_id": slug_to_id}, f, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump({"key": key, "labelled": labelled, "digests": digests, "slug_to_id": slug_to_id}, f,
+                    protocol=pickle.HIGHEST_PROTOCOL)
     return path
 
 
-def load_features(run_dir: str | Path, key: dict[str, Any]) -> tuple[dict[str, LabelledFeatures], dict[str, int]]:
-    """The listing features a run saved, if they were computed for ``key`` (see ``_features_key``).
+def load_features(run_dir: str | Path, key: dict[str, Any], records: dict[str, list[dict[str, Any]]]
+                  ) -> tuple[dict[str, LabelledFeatures], dict[str, int]]:
+    """The features a run saved (``FEATURES_FILE``) of ``records``, if they were computed for ``key``.
+
+    Each split's listings must be among the run's, with the same content (a listing's features do not depend on the
+    others), so a config that uses fewer copies (a smaller photo- or text-only fraction, same seed) reuses them too.
 
     Raises:
         FileNotFoundError: the run saved no features.
-        ValueError: they were computed for another embedder, feature config, registry or listings.
+        ValueError: they were computed for another embedder, feature config or registry, or some listings are not
+            among them.
     """
     path = Path(run_dir) / FEATURES_FILE
     if not path.is_file():
@@ -190,7 +201,16 @@ def load_features(run_dir: str | Path, key: dict[str, Any]) -> tuple[dict[str, L
     differ = sorted(k for k in set(key) | set(saved["key"]) if key.get(k) != saved["key"].get(k))
     if differ:
         raise ValueError(f"{path} was computed for another {', '.join(differ)} than this run's; featurize again")
-    return saved["labelled"], saved["slug_to_id"]
+    out = {}
+    for split, recs in records.items():
+        data = saved["labelled"][split]
+        where = {d: i for i, d in enumerate(saved["digests"][split])}
+        missing = [r["listing_id"] for r in recs if _record_digest(r) not in where]
+        if missing:
+            raise ValueError(f"{path} has no features of {len(missing)} {split} listings of this run (e.g. "
+                             f"{missing[:3]}): other listings; featurize again")
+        out[split] = _subset_in_order(data, [where[_record_digest(r)] for r in recs])
+    return out, saved["slug_to_id"]
 
 
 def _as_saved(delta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -203,7 +223,10 @@ def _half(group: str, seed: int) -> int:
 
 
 def _subset(data: LabelledFeatures, keep: list[bool]) -> LabelledFeatures:
-    pick = [i for i, k in enumerate(keep) if k]
+    return _subset_in_order(data, [i for i, k in enumerate(keep) if k])
+
+
+def _subset_in_order(data: LabelledFeatures, pick: list[int]) -> LabelledFeatures:
     return LabelledFeatures([data.features[i] for i in pick], [data.labels[i] for i in pick],
                             [data.brand_ids[i] for i in pick], [data.groups[i] for i in pick],
                             [data.records[i] for i in pick] if data.records else [])
@@ -322,9 +345,9 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
         weights_delta = {**(weights_delta or {}), **_as_saved(whitening.to_delta())}
         log.info("fingerprint whitening: %s", whitening_report)
     embedder = create_embedder(embedder_config, weights_delta=weights_delta)
-    key = _features_key(embedder, feature_config, records, dataset, config.index_factory)
+    key = _features_key(embedder, feature_config, dataset, config.index_factory)
     if features_from is not None:
-        labelled, slug_to_id = load_features(features_from, key)
+        labelled, slug_to_id = load_features(features_from, key, records)
     else:
         home = Path(tempfile.mkdtemp(prefix="train-catalog-", dir=out_dir))
         try:
