@@ -16,6 +16,7 @@ from training.classifier import (_threshold_for_precision, attribution_upper_bou
                                  unregistered_confidences)
 from training.data import load_dataset, photo_only_copies, photo_only_copy, text_only_copies, text_only_copy
 from training.metrics import image_top_brand, photo_top_brand
+from training.pipeline import load_features
 from training.splits import is_heldout_brand, split_hash
 
 
@@ -96,6 +97,26 @@ def test_evaluation_metrics_match_independent_counts(trained, small_dataset, tmp
     assert metrics["title_top1"] == pytest.approx(
         np.mean([p["title_brand_id"] == p["true_brand_id"] for p in branded]), abs=1e-4)
     assert (out / "report.html").is_file() and (out / "roc.png").is_file() and (out / "risk_hist.png").is_file()
+
+
+def test_an_evaluation_is_rescored_from_the_features_it_saved(trained, small_dataset, tmp_path):
+    """An evaluation saves its features; another evaluation with the same embedder and feature config (e.g. a
+    refitted classifier) scores them without featurizing: the same model gives the same predictions."""
+    first, again = tmp_path / "first", tmp_path / "again"
+    common = ["--data", str(small_dataset), "--no-report", "--no-progress"]
+    assert evaluate_mod.main(["--model", str(trained), "--out", str(first), *common]) == 0
+    assert (first / train_mod.FEATURES_FILE).is_file()
+    assert evaluate_mod.main(["--model", str(trained), "--out", str(again), "--features-from", str(first), *common]) == 0
+    assert (first / "predictions.jsonl").read_text() == (again / "predictions.jsonl").read_text()
+    m1, m2 = (json.loads((d / "metrics.json").read_text()) for d in (first, again))
+    assert m2["features_from"] == str(first.resolve()) and not (again / train_mod.FEATURES_FILE).exists()
+    assert {k: v for k, v in m1.items() if k not in ("wall_time_s", "features_from")} == \
+        {k: v for k, v in m2.items() if k not in ("wall_time_s", "features_from")}
+    with pytest.raises(ValueError, match="listings"):  # the photo-only copies were not featurized
+        evaluate_mod.main(["--model", str(trained), "--out", str(tmp_path / "x"), "--photo-only",
+                           "--features-from", str(first), *common])
+    with pytest.raises(ValueError, match="embedder"):  # the shipped model embeds otherwise
+        evaluate_mod.main(["--model", "default", "--out", str(tmp_path / "y"), "--features-from", str(first), *common])
 
 
 def test_photo_only_evaluation_keeps_the_brand_out_of_the_text(trained, small_dataset, tmp_path):
@@ -393,7 +414,7 @@ def test_a_finished_run_refits_its_classifier_and_policy_from_saved_features(tra
             train_mod.main(["--config", str(tmp_path / f"{name}.json"), "--data", str(small_dataset),
                             "--out", str(tmp_path / name), "--no-progress", "--features-from", str(run)])
     with pytest.raises(FileNotFoundError, match="saved no features"):
-        train_mod.load_features(tmp_path, {}, {})
+        load_features(tmp_path, {}, {})
     with pytest.raises(ValueError, match="give one"):
         train_mod.train(train_mod.get_train_config("quick"), small_dataset, out, embedder_from=trained,
                         features_from=run)

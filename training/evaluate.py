@@ -25,13 +25,15 @@ from training.classifier import LabelledFeatures
 from training.data import load_dataset, photo_only_copy, text_only_copies
 from training.metrics import (compute_metrics, decisions_for, fake_top_brand, image_top_brand, photo_top_brand,
                               title_top_brand)
-from training.pipeline import dataset_path, featurize_records, label_features, register_brands
+from training.pipeline import (dataset_path, featurize_records, features_key, label_features, load_features,
+                               register_brands, save_features)
 
 __all__ = ["evaluate", "score_split", "sample_records", "main"]
 
 log = logging.getLogger(__name__)
 
 GALLERIES = {"all": ("train", "val", "test"), "test": ("test",)}
+INDEX_FACTORY = "IDMap2,Flat"  # exact search: evaluation measures the model, not an approximate index
 
 
 def sample_records(records: list[dict[str, Any]], max_listings: int | None, seed: int = 0) -> list[dict[str, Any]]:
@@ -53,6 +55,8 @@ def score_split(
     seed: int = 0,
     photo_only: bool = False,
     text_only: bool = False,
+    features_from: str | Path | None = None,
+    features_out: str | Path | None = None,
 ) -> tuple[LabelledFeatures, np.ndarray]:
     """Features and risks of a split's listings, scored against a registry built from the dataset.
 
@@ -63,6 +67,10 @@ def score_split(
 
     ``home`` keeps the registry (e.g. for the demo server); by default a temporary one is used and removed. A kept
     home whose indexes another model or framing built is rebuilt (the report is logged).
+
+    ``features_out`` saves the listing features there (``training.pipeline.FEATURES_FILE``); ``features_from``
+    scores the features an earlier evaluation saved instead of featurizing again, which another model with the same
+    embedder and feature config may do (e.g. a refitted classifier): anything else is refused.
     """
     dataset = load_dataset(dataset_path(data_dir))
     if photo_only and text_only:
@@ -73,10 +81,15 @@ def score_split(
     if text_only:
         records = text_only_copies(records, 1.0, seed)
     records = sample_records(records, max_listings, seed)
+    key = features_key(bundle.embedder, bundle.feature_config, dataset, GALLERIES[gallery], INDEX_FACTORY)
+    if features_from is not None:
+        data = load_features(features_from, key, {split: records})[0][split]
+        bundle.classifier.set_brand_confidence(data.features)
+        return data, bundle.classifier.predict_risk(data.features)
     tmp = home is None
     home = Path(tempfile.mkdtemp(prefix="eval-catalog-")) if tmp else Path(home)
     try:
-        catalog = Catalog.open(home, bundle.embedder, repair=not tmp)
+        catalog = Catalog.open(home, bundle.embedder, index_factory=INDEX_FACTORY, repair=not tmp)
         slug_to_id = register_brands(catalog, dataset, GALLERIES[gallery], progress=progress)
         featurizer = Featurizer(bundle.embedder, catalog, brand_infos(catalog.registry.list_brands()), bundle.feature_config)
         feats = featurize_records(featurizer, dataset, records, progress=progress, description=f"{split}:")
@@ -85,6 +98,8 @@ def score_split(
         if tmp:
             shutil.rmtree(home, ignore_errors=True)
     data = label_features(records, feats, slug_to_id)
+    if features_out is not None:
+        save_features(features_out, key, {split: data}, slug_to_id)
     bundle.classifier.set_brand_confidence(data.features)
     return data, bundle.classifier.predict_risk(data.features)
 
@@ -100,18 +115,22 @@ def evaluate(
     report: bool = True,
     photo_only: bool = False,
     text_only: bool = False,
+    features_from: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Score a split, write ``metrics.json`` (and the HTML report), return the metrics."""
+    """Score a split, write ``metrics.json``, the listing features (unless ``features_from`` gives them: an earlier
+    evaluation's folder, see :func:`score_split`) and the HTML report; return the metrics."""
     t0 = time.time()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     bundle = load_model(model)
     data, risks = score_split(bundle, data_dir, split, gallery, max_listings, progress=progress, photo_only=photo_only,
-                              text_only=text_only)
+                              text_only=text_only, features_from=features_from,
+                              features_out=None if features_from is not None else out_dir)
     metrics = compute_metrics(data, risks, bundle.policy)
     metrics["model_version"] = bundle.version
     metrics["split"], metrics["gallery"], metrics["photo_only"] = split, gallery, photo_only
     metrics["text_only"] = text_only
+    metrics["features_from"] = str(Path(features_from).resolve()) if features_from is not None else None
     metrics["wall_time_s"] = round(time.time() - t0, 1)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_predictions(out_dir / "predictions.jsonl", data, risks, bundle.policy)
@@ -174,13 +193,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="score the listings that show a logo with the brand kept out of their text")
     parser.add_argument("--text-only", action="store_true",
                         help="score the listings selling a registered brand's goods with photos that show no mark")
+    parser.add_argument("--features-from", metavar="EVAL_DIR", default=None,
+                        help="score the features an earlier evaluation saved (same embedder and feature config)")
     parser.add_argument("--no-report", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     metrics = evaluate(args.model, args.data, args.out, args.split, args.gallery, args.max_listings,
                        progress=not args.no_progress, report=not args.no_report, photo_only=args.photo_only,
-                       text_only=args.text_only)
+                       text_only=args.text_only, features_from=args.features_from)
     print(json.dumps(metrics, indent=2))
     return 0
 

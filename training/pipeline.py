@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
+import pickle
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from detector.features import Featurizer, ListingFeatures
+from detector.features import FeatureConfig, Featurizer, ListingFeatures
 from detector.listing import Listing
 from indexes.catalog import AssetInput, Catalog
 from training.classifier import LabelledFeatures
 from training.data import Dataset
 
-__all__ = ["progress_bar", "register_brands", "load_listing", "featurize_records", "label_features"]
+__all__ = ["FEATURES_FILE", "progress_bar", "register_brands", "load_listing", "featurize_records", "label_features",
+           "subset_features", "features_key", "save_features", "load_features"]
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +114,73 @@ def dataset_path(path: str | Path) -> Path:
     if not (path / "manifest.json").is_file():
         raise FileNotFoundError(f"{path} is not a dataset folder (no manifest.json); run `detector data generate`")
     return path
+
+
+def subset_features(data: LabelledFeatures, pick: Sequence[int]) -> LabelledFeatures:
+    """The listings ``pick`` of ``data``, in that order."""
+    return LabelledFeatures([data.features[i] for i in pick], [data.labels[i] for i in pick],
+                            [data.brand_ids[i] for i in pick], [data.groups[i] for i in pick],
+                            [data.records[i] for i in pick] if data.records else [])
+
+
+FEATURES_FILE = "features.pkl"  # listing features of a run or evaluation, so classifiers can be refitted or rescored
+
+
+def features_key(embedder: Any, feature_config: FeatureConfig, dataset: Dataset, splits: Sequence[str],
+                 index_factory: str) -> dict[str, Any]:
+    """What listing features depend on besides the listings: embedder (config and weights), feature config, index
+    and registry (the registered brands of ``splits`` and their assets)."""
+    registered = sorted((b["slug"], b["split"]) for b in dataset.brands if b["registered"] and b["split"] in splits)
+    slugs = {slug for slug, _ in registered}
+    assets = sorted(a["image"] for a in dataset.assets if a["brand_slug"] in slugs)
+    digest = hashlib.sha256(json.dumps([registered, assets]).encode()).hexdigest()
+    return {"embedder": embedder.model_id, "embedder_config": json.loads(json.dumps(embedder.config.to_dict())),
+            "feature_config": dataclasses.asdict(feature_config), "index_factory": index_factory,
+            "registry": digest}
+
+
+def _record_digest(rec: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(rec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def save_features(run_dir: str | Path, key: dict[str, Any], labelled: dict[str, LabelledFeatures],
+                  slug_to_id: dict[str, int]) -> Path:
+    """Write listing features (``FEATURES_FILE`` in ``run_dir``) with the key they were computed for."""
+    path = Path(run_dir) / FEATURES_FILE
+    digests = {split: [_record_digest(r) for r in data.records] for split, data in labelled.items()}
+    with path.open("wb") as f:
+        pickle.dump({"key": key, "labelled": labelled, "digests": digests, "slug_to_id": slug_to_id}, f,
+                    protocol=pickle.HIGHEST_PROTOCOL)
+    return path
+
+
+def load_features(run_dir: str | Path, key: dict[str, Any], records: dict[str, list[dict[str, Any]]]
+                  ) -> tuple[dict[str, LabelledFeatures], dict[str, int]]:
+    """The features a run saved (``FEATURES_FILE``) of ``records``, if they were computed for ``key``.
+
+    Each split's listings must be among the run's, with the same content (a listing's features do not depend on the
+    others), so a config that uses fewer copies (a smaller photo- or text-only fraction, same seed) reuses them too.
+
+    Raises:
+        FileNotFoundError: the run saved no features.
+        ValueError: they were computed for another embedder, feature config or registry, or some listings are not
+            among them.
+    """
+    path = Path(run_dir) / FEATURES_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: that run saved no features")
+    with path.open("rb") as f:
+        saved = pickle.load(f)  # a file this code wrote into a run folder, not one a client sent
+    differ = sorted(k for k in set(key) | set(saved["key"]) if key.get(k) != saved["key"].get(k))
+    if differ:
+        raise ValueError(f"{path} was computed for another {', '.join(differ)} than this run's; featurize again")
+    out = {}
+    for split, recs in records.items():
+        data = saved["labelled"][split]
+        where = {d: i for i, d in enumerate(saved["digests"][split])}
+        missing = [r["listing_id"] for r in recs if _record_digest(r) not in where]
+        if missing:
+            raise ValueError(f"{path} has no features of {len(missing)} {split} listings of this run (e.g. "
+                             f"{missing[:3]}): other listings; featurize again")
+        out[split] = subset_features(data, [where[_record_digest(r)] for r in recs])
+    return out, saved["slug_to_id"]

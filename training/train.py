@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import pickle
 import shutil
 import tempfile
 import time
@@ -33,12 +32,13 @@ from indexes.catalog import Catalog
 from training.classifier import (ClassifierConfig, LabelledFeatures, choose_thresholds, fit_classifier,
                                  unregistered_confidences)
 from training.data import Dataset, load_dataset, photo_only_copies, text_only_copies
-from training.pipeline import dataset_path, featurize_records, label_features, register_brands
+from training.pipeline import (FEATURES_FILE, dataset_path, featurize_records, features_key, label_features,
+                               load_features, register_brands, save_features, subset_features)
 from training.splits import is_heldout_brand, split_hash
 from training.whitening import WhiteningConfig, fit_fingerprint_whitening
 
-__all__ = ["TrainConfig", "get_train_config", "list_train_configs", "load_features", "load_finetune_run",
-           "merge_datasets", "save_features", "train", "assert_no_heldout", "main"]
+__all__ = ["FEATURES_FILE", "TrainConfig", "get_train_config", "list_train_configs", "load_finetune_run",
+           "merge_datasets", "train", "assert_no_heldout", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -150,69 +150,6 @@ def merge_datasets(main: Dataset, extras: Sequence[Dataset]) -> tuple[Dataset, l
     return merged, appended
 
 
-FEATURES_FILE = "features.pkl"  # a run's listing features, so the classifier and policy can be refitted alone
-
-
-def _features_key(embedder: Any, feature_config: FeatureConfig, dataset: Dataset, index_factory: str
-                  ) -> dict[str, Any]:
-    """What a run's listing features depend on besides the listings: embedder (config and weights), feature config,
-    index and registry (the train / val brands and their assets)."""
-    registered = sorted((b["slug"], b["split"]) for b in dataset.brands if b["registered"] and b["split"] != "test")
-    slugs = {slug for slug, _ in registered}
-    assets = sorted(a["image"] for a in dataset.assets if a["brand_slug"] in slugs)
-    digest = hashlib.sha256(json.dumps([registered, assets]).encode()).hexdigest()
-    return {"embedder": embedder.model_id, "embedder_config": json.loads(json.dumps(embedder.config.to_dict())),
-            "feature_config": dataclasses.asdict(feature_config), "index_factory": index_factory,
-            "registry": digest}
-
-
-def _record_digest(rec: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(rec, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def save_features(run_dir: str | Path, key: dict[str, Any], labelled: dict[str, LabelledFeatures],
-                  slug_to_id: dict[str, int]) -> Path:
-    """Write a run's listing features (``FEATURES_FILE``) with the key they were computed for."""
-    path = Path(run_dir) / FEATURES_FILE
-    digests = {split: [_record_digest(r) for r in data.records] for split, data in labelled.items()}
-    with path.open("wb") as f:
-        pickle.dump({"key": key, "labelled": labelled, "digests": digests, "slug_to_id": slug_to_id}, f,
-                    protocol=pickle.HIGHEST_PROTOCOL)
-    return path
-
-
-def load_features(run_dir: str | Path, key: dict[str, Any], records: dict[str, list[dict[str, Any]]]
-                  ) -> tuple[dict[str, LabelledFeatures], dict[str, int]]:
-    """The features a run saved (``FEATURES_FILE``) of ``records``, if they were computed for ``key``.
-
-    Each split's listings must be among the run's, with the same content (a listing's features do not depend on the
-    others), so a config that uses fewer copies (a smaller photo- or text-only fraction, same seed) reuses them too.
-
-    Raises:
-        FileNotFoundError: the run saved no features.
-        ValueError: they were computed for another embedder, feature config or registry, or some listings are not
-            among them.
-    """
-    path = Path(run_dir) / FEATURES_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: that run saved no features")
-    with path.open("rb") as f:
-        saved = pickle.load(f)  # a file this code wrote into a run folder, not one a client sent
-    differ = sorted(k for k in set(key) | set(saved["key"]) if key.get(k) != saved["key"].get(k))
-    if differ:
-        raise ValueError(f"{path} was computed for another {', '.join(differ)} than this run's; featurize again")
-    out = {}
-    for split, recs in records.items():
-        data = saved["labelled"][split]
-        where = {d: i for i, d in enumerate(saved["digests"][split])}
-        missing = [r["listing_id"] for r in recs if _record_digest(r) not in where]
-        if missing:
-            raise ValueError(f"{path} has no features of {len(missing)} {split} listings of this run (e.g. "
-                             f"{missing[:3]}): other listings; featurize again")
-        out[split] = _subset_in_order(data, [where[_record_digest(r)] for r in recs])
-    return out, saved["slug_to_id"]
-
-
 def _as_saved(delta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Tensors rounded as the model directory stores them (fp16), so training features are what serving computes."""
     return {k: v.to(torch.float16).to(torch.float32) for k, v in delta.items()}
@@ -223,13 +160,7 @@ def _half(group: str, seed: int) -> int:
 
 
 def _subset(data: LabelledFeatures, keep: list[bool]) -> LabelledFeatures:
-    return _subset_in_order(data, [i for i, k in enumerate(keep) if k])
-
-
-def _subset_in_order(data: LabelledFeatures, pick: list[int]) -> LabelledFeatures:
-    return LabelledFeatures([data.features[i] for i in pick], [data.labels[i] for i in pick],
-                            [data.brand_ids[i] for i in pick], [data.groups[i] for i in pick],
-                            [data.records[i] for i in pick] if data.records else [])
+    return subset_features(data, [i for i, k in enumerate(keep) if k])
 
 
 def load_finetune_run(run_dir: str | Path, config: TrainConfig,
@@ -345,7 +276,7 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
         weights_delta = {**(weights_delta or {}), **_as_saved(whitening.to_delta())}
         log.info("fingerprint whitening: %s", whitening_report)
     embedder = create_embedder(embedder_config, weights_delta=weights_delta)
-    key = _features_key(embedder, feature_config, dataset, config.index_factory)
+    key = features_key(embedder, feature_config, dataset, ("train", "val"), config.index_factory)
     if features_from is not None:
         labelled, slug_to_id = load_features(features_from, key, records)
     else:
