@@ -297,7 +297,7 @@ class AssetCreated(BaseModel):
                                 description="Why this asset may work less well than it could (it was added anyway)")
 
 
-MIN_LOGO_SIDE = 128  # px; smaller logos are blown up when framed and match photos less well (README)
+MIN_LOGO_SIDE = 128  # px; smaller logos are blown up when framed and match photos less well (docs/results.md)
 
 
 def reference_warnings(image: Image.Image, kind: str) -> list[str]:

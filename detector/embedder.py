@@ -229,8 +229,8 @@ class FingerprintConfig:
     A query photo is always one backbone pass. ``query_subgrids`` adds, from that pass, a fingerprint of every
     ``s`` x ``s`` sub-grid of its feature map (``s = round(fraction * side)``, same layout as the whole map's
     fingerprint): a re-upload framed, captioned or cropped by the re-uploader shows the known fake in part of the
-    frame, which one of these views meets (``benchmarks/study_subgrid_fingerprints.py`` measured it; the README has
-    the figures).
+    frame, which one of these views meets (``benchmarks/study_subgrid_fingerprints.py`` measured it; the figures are
+    in ``docs/results.md``).
     """
 
     border: float = 0.0  # border of the extra views, as a fraction of the photo's shorter side; 0: no extra views
@@ -392,7 +392,7 @@ def _truncate_trunk(model: torch.nn.Module, n_blocks: int, taps: Sequence[int] =
 
     Mid-level features describe shapes (what a logo is) better than the last, ImageNet-semantic layer: with the
     same LiT training, held-out brand top-1 was 0.25 from the 1280-d head, 0.59 from blocks[:6] and 0.65 from
-    blocks[:6] + blocks[4] (150 held-out brands, 600 training brands; README).
+    blocks[:6] + blocks[4] (150 held-out brands, 600 training brands; docs/results.md).
     """
     trunk = model.visual.trunk
     blocks = trunk.blocks[:n_blocks]

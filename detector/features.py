@@ -389,7 +389,7 @@ class Featurizer:
                 "img_margin": img_sim - other,
                 "img_top1": float(bool(ranked_img) and ranked_img[0][0] == b),
                 # The brand's best region cosine averaged over the photos: reported, not a classifier input (as one
-                # it moved the brand threshold more than it separated look-alikes; README, "Cross-photo consistency").
+                # it moved the brand threshold more than it separated look-alikes; docs/results.md, "Cross-photo consistency").
                 "img_sim_photos": float(np.mean([p.get(b, f) for p, f in photo_floors])) if photo_floors else floor,
                 "fake_sim": fake[b][0] if b in fake else 0.0,
                 "fake_margin": fake[b][1].margin if b in fake else 0.0,

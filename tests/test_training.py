@@ -36,6 +36,8 @@ def test_training_writes_a_self_describing_model_dir(trained, small_dataset):
     val = dataset.listings_for("val")
     # the quick config also trains and tunes on photo-only copies of a fifth of the listings that show a logo
     assert meta["metrics"]["val"]["n_listings"] == len(val) + len(photo_only_copies(val, 0.2, seed=0))
+    assert meta["data"]["photo_only_copies"]["val"] == len(photo_only_copies(val, 0.2, seed=0))
+    assert meta["data"]["text_only_copies"] == {"train": 0, "val": 0}  # the quick config makes none
     assert meta["metrics"]["val"]["brand_named_photo_only"] is not None
     policy = json.loads((trained / "policy.json").read_text())
     assert 0 <= policy["review_threshold"] <= policy["block_threshold"] <= 1

@@ -234,9 +234,12 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
     for split in records:  # appended after the cap: every extra listing (e.g. a moderator's verdict) is used
         records[split] += [r for rows in appended for r in rows if r["split"] == split]
     originals = {split: list(recs) for split, recs in records.items()}  # what split hashes identify
+    copies: dict[str, dict[str, int]] = {"photo_only": {}, "text_only": {}}
     for split in records:  # the copies follow the cap, so a run's listing count is cap + copies
-        records[split] += photo_only_copies(originals[split], config.photo_only_fraction, config.seed)
-        records[split] += text_only_copies(originals[split], config.text_only_fraction, config.seed)
+        for kind, make in (("photo_only", photo_only_copies), ("text_only", text_only_copies)):
+            made = make(originals[split], getattr(config, f"{kind}_fraction"), config.seed)
+            records[split] += made
+            copies[kind][split] = len(made)
     train_brands = [b for b in dataset.brands if b["split"] in ("train", "val")]
     assert_no_heldout(records["train"] + records["val"], train_brands)
 
@@ -321,7 +324,8 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
             "seed": dataset.manifest.get("seed"),
             "split_hashes": {s: split_hash(originals[s]) for s in originals},
             "n_listings": {s: len(originals[s]) for s in originals},
-            "photo_only_copies": {s: len(records[s]) - len(originals[s]) for s in records},
+            "photo_only_copies": copies["photo_only"],
+            "text_only_copies": copies["text_only"],
             "n_brands_registered": len(slug_to_id),
             "extra_data": [{"path": str(e.root.resolve()), "generator": e.manifest.get("generator"),
                             "n_listings": {s: sum(r["split"] == s for r in rows) for s in records}}
