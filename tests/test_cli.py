@@ -108,3 +108,15 @@ def test_cli_generates_data(tmp_path, capsys):
     assert code == 0
     written = (tmp_path / "d" / "listings.jsonl").read_text().splitlines()
     assert len(written) == sum(sum(by_label.values()) for by_label in out["listings"].values()) > 0
+
+
+def test_cli_data_config_keeps_its_seed_unless_one_is_given(tmp_path, capsys):
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps({"n_brands": 8, "listings_per_brand": 2, "seed": 3}))
+    seeds = {}
+    for name, extra in (("from_config", []), ("given", ["--seed", "5"]), ("default", None)):
+        args = ["--config", str(config), *extra] if extra is not None else ["--n-brands", "8", "--listings-per-brand", "2"]
+        code, _ = run(capsys, "data", "generate", str(tmp_path / name), *args)
+        assert code == 0
+        seeds[name] = json.loads((tmp_path / name / "manifest.json").read_text())["seed"]
+    assert seeds == {"from_config": 3, "given": 5, "default": 0}

@@ -34,16 +34,18 @@ def register(app: typer.Typer) -> None:
         out: Path,
         n_brands: Annotated[Optional[int], typer.Option(help="Brands to use (default: all).")] = None,
         listings_per_brand: Annotated[Optional[int], typer.Option()] = None,
-        seed: int = 0,
+        seed: Annotated[Optional[int], typer.Option(help="Random seed (default: the config's, else 0).")] = None,
         workers: int = 1,
-        config: Annotated[Optional[Path], typer.Option(help="JSON file of DataConfig fields.")] = None,
+        config: Annotated[Optional[Path], typer.Option(help="JSON file of DataConfig fields; options given "
+                                                           "override them.")] = None,
         overwrite: bool = False,
     ) -> None:
         """Render logos into marketplace listings (JSONL + images, see docs/data_format.md)."""
         from training.data import DataConfig, generate_dataset
 
         fields = json.loads(config.read_text()) if config else {}
-        fields["seed"] = seed
+        if seed is not None:
+            fields["seed"] = seed
         if n_brands is not None:
             fields["n_brands"] = n_brands
         if listings_per_brand is not None:
