@@ -22,7 +22,9 @@ Known limits (by design, documented here once):
   "Box") written plainly is ``generic`` (no evidence), and a name that is a dictionary word (a lower-case entry of
   the ``english-words`` web2 list: "orange", "sky", "kit", not "google" or "nike") written plainly is ``generic``
   in a text that disguises another brand's name or names another brand before it: "Twinnmotion T-Shirt - Sky
-  Blue" names Twinmotion and "Cisco Canvas Tote" Cisco, while "Canvas Tote" alone still names Canvas.
+  Blue" names Twinmotion and "Cisco Canvas Tote" Cisco, while "Canvas Tote" alone still names Canvas. A dictionary
+  word written plainly as part of a colour of several words (a CSS colour name, ``webcolors``: "Sky Blue" is
+  ``skyblue``, "Sea Green", "Royal Blue") is ``generic`` too: "Backpack 20L, Sky Blue" names no brand.
   Typo matching skips windows that are common English words (wordfreq), so "steel" is not read as a typo of "Steem".
 - A name without letters ("1&1") matches only as written: "1:1" is replica wording, not the brand.
 - Names of one character ("X", "R", "C") never match in text: a lone letter is no evidence.
@@ -46,6 +48,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 from confusable_homoglyphs import confusables as _confusables
+import webcolors
 from english_words import get_english_words_set
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
@@ -573,6 +576,30 @@ def _single_word(name: str) -> str | None:
 
 
 @functools.cache
+def _colour_names() -> frozenset[str]:
+    """CSS colour names, which write colours of several words as one ("skyblue", "seagreen")."""
+    return frozenset(webcolors.names("css3"))
+
+
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def _in_colour_name(text: str, span: tuple[int, int]) -> bool:
+    """Whether the words of ``text[span]`` with one or two words next to them spell a colour of several words."""
+    words = [(m.group(0).casefold(), m.start(), m.end()) for m in _WORD.finditer(text)]
+    inside = [i for i, (_, s, e) in enumerate(words) if s < span[1] and e > span[0]]
+    if not inside:
+        return False
+    first, last = inside[0], inside[-1]
+    colours = _colour_names()
+    for lo in range(max(0, first - 2), first + 1):
+        for hi in range(last, min(len(words), last + 3)):
+            if (lo, hi) != (first, last) and "".join(w for w, _, _ in words[lo : hi + 1]) in colours:
+                return True
+    return False
+
+
+@functools.cache
 def _dictionary() -> frozenset[str]:
     """Lower-case entries of the web2 word list: common nouns and adjectives, no proper names ("sky", not "nike")."""
     return frozenset(w for w in get_english_words_set(["web2"], lower=False, alpha=True) if w.islower())
@@ -893,7 +920,8 @@ class BrandTextMatcher:
                 _verbatim_pattern(a.name).search(_benign(raw)) for a in self._names.get(hit.alias.brand_id, ())
             )
             method = "fuzzy" if hit.edits else ("exact" if verbatim else "normalized")
-            generic = verbatim and not hit.edits and hit.alias.generic
+            generic = verbatim and not hit.edits and (
+                hit.alias.generic or (hit.alias.word and _in_colour_name(title, hit.span)))
             # Within a brand a verbatim spelling wins a tie: the title does spell the name somewhere.
             rank = (hit.score, verbatim, len(hit.alias.key), -hit.span[0])
             current = best.get(hit.alias.brand_id)

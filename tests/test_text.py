@@ -551,6 +551,27 @@ def test_a_dictionary_word_brand_yields_to_a_disguised_or_earlier_brand():
     assert named("Men's 0range Hoodie - Sky Blue") == ["orange"]
 
 
+def test_a_dictionary_word_inside_a_colour_name_names_no_brand():
+    """A colour of several words (CSS names: "skyblue", "seashell", "orangered") is a colour, not a brand mention, even
+    alone in a title; the word elsewhere, or a name that is no dictionary word, still names its brand."""
+    matcher = BrandTextMatcher([("sky", ["Sky"]), ("shell", ["Shell"]), ("orange", ["Orange"]), ("royal", ["Royal"]),
+                                ("navy", ["Navy Federal"]), ("twinmotion", ["Twinmotion"])])
+
+    def named(title: str) -> list[str]:
+        return [m.brand_id for m in matcher.match(title) if not m.generic]
+
+    assert named("Sky Blue Boxed Gift Set") == []
+    assert named("Lightweight Backpack 20L - Deep Sky Blue") == []
+    assert named("Sea Shell Necklace") == []
+    assert named("Orange Red Pullover Hoodie") == []
+    assert named("Royal Blue Ceramic Mug, Orange") == ["orange"]  # the colour is royal blue, "Orange" alone is not
+    assert named("Sky Sports Bottle - Sky Blue") == ["sky"]  # named once outside the colour
+    assert named("Sky Hoodie, Black") == ["sky"]
+    assert named("Sky Blue Twinmotion Tee") == ["twinmotion"]
+    assert named("Navy Federal Cap - Navy Blue") == ["navy"]  # a name of several words is no dictionary word
+    assert named("5ky Blue Hoodie") == ["sky"]  # disguised, it is no plain colour word
+
+
 def test_a_name_without_letters_matches_only_as_written():
     matcher = BrandTextMatcher([("1and1", ["1&1"]), ("egnyte", ["Egnyte"])])
     assert [m.brand_id for m in matcher.match("[1:1] Egnyte Crew Neck T-Shirt")] == ["egnyte"]  # replica wording
