@@ -48,10 +48,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 from confusable_homoglyphs import confusables as _confusables
-import webcolors
 from english_words import get_english_words_set
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
+import webcolors
 from wordfreq import zipf_frequency
 
 __all__ = [
