@@ -335,6 +335,8 @@ class EvidenceOut(BaseModel):
     text: str | None = None
     margin: float | None = Field(None, description="known_fake: similarity minus that photo's next known fake's "
                                  "(a re-used photo stands out)")
+    inliers: int | None = Field(None, description="known_fake: keypoint matches with that fake's photo that agree on "
+                                "one transform (a re-used photo keeps dozens to hundreds; null: not checked)")
 
 
 class ScoreResponse(BaseModel):

@@ -22,6 +22,7 @@ from PIL import Image
 from detector.dataclass_config import build_config
 from detector.listing import Listing
 from detector.text import BrandTextMatcher, TextMatch, mention_context, replica_terms
+from detector.verify import KeypointVerifier
 
 __all__ = [
     "FeatureConfig",
@@ -44,6 +45,7 @@ CANDIDATE_FEATURES = (
     "img_top1",  # 1 when this brand is the image top-1
     "fake_sim",  # photo-to-known-fake fingerprint cosine of this brand's most distinctive known-fake hit
     "fake_margin",  # how far that hit stands out from the photo's next known fake (a re-used photo stands out)
+    "fake_inliers",  # keypoint matches of that hit that agree on one similarity transform (detector.verify)
     "title_score",  # obfuscation-robust fuzzy match of the brand in the title (0..1)
     "title_obfuscated",  # the title spells the brand in a disguised way
     "title_compat",  # the brand is mentioned as "for X" / "compatible with X"
@@ -58,6 +60,7 @@ RISK_FEATURES = (
     *CANDIDATE_FEATURES,
     "fake_sim_any",  # best known-fake similarity of any brand: a re-uploaded fake photo
     "fake_margin_any",  # best known-fake margin of any brand
+    "fake_inliers_any",  # most geometrically verified keypoint matches with any known fake
     "replica_terms",  # count of replica wording terms in title + description
     "ocr_replica_terms",  # count of replica wording terms read in the photos
     "price_log_ratio",  # log(price / brand floor), 0 when unknown
@@ -83,6 +86,9 @@ class FeatureConfig:
     # (a re-used photo). Whitened fingerprints, validation re-uploads of two datasets: re-used photos 0.98 / 0.96
     # reported, fresh shots of the same product 8 % / 7 % (0.2: 0.88 / 0.89 and 3 % / 2 %).
     known_fake_report_margin: float = 0.15
+    # Known-fake hits per photo checked by keypoint matching (detector.verify: is the photo a re-used fake photo?);
+    # 0 turns it off (models trained before it have no such feature).
+    fake_verify_k: int = 0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "FeatureConfig":
@@ -120,6 +126,7 @@ class Match:
     modality: str  # "image" or "text"
     similarity: float  # cosine for embeddings and fingerprints, fuzzy-match score for names
     margin: float | None = None  # known fakes: similarity minus the photo's next known fake's (distinctiveness)
+    inliers: int | None = None  # known fakes: geometrically verified keypoint matches (None: not verified)
     image_index: int | None = None  # which listing photo
     box: tuple[float, float, float, float] | None = None  # matched region of that photo (fractions)
     text: str | None = None
@@ -169,6 +176,7 @@ class CatalogLike(Protocol):
     def search_texts(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
     def lookup_asset_brands(self, asset_ids: np.ndarray) -> np.ndarray: ...
     def brand_of_text_entry(self, entry_id: int) -> int | None: ...
+    def asset_images(self, asset_ids: Sequence[int]) -> dict[int, Image.Image]: ...
 
 
 class OcrReader:
@@ -220,6 +228,7 @@ class Featurizer:
         self.catalog = catalog
         self.config = config or FeatureConfig()
         self.ocr = ocr if ocr is not None or not self.config.ocr else OcrReader(self.config.ocr_min_confidence, self.config.ocr_max_side)
+        self.verifier = KeypointVerifier() if self.config.fake_verify_k > 0 else None
         self.set_brands(brands)
 
     def set_brands(self, brands: dict[int, BrandInfo]) -> None:
@@ -243,7 +252,7 @@ class Featurizer:
         per_listing_photo: list[dict[int, dict[int, float]]] = [dict() for _ in listings]  # photo -> brand -> cos
         if regions is not None:
             self._image_evidence(regions, owner, local, per_listing_img, per_listing_photo)
-            self._fake_evidence(fingerprints, owner, local, per_listing_fake)
+            self._fake_evidence(fingerprints, owner, local, per_listing_fake, photos)
         text_hits = self._text_evidence(title_vecs)
         t_search = time.perf_counter()
 
@@ -286,29 +295,51 @@ class Featurizer:
                                                   image_index=local[photo],
                                                   box=tuple(float(v) for v in boxes[region])))
 
-    def _fake_evidence(self, fingerprints: np.ndarray, owner: list[int], local: list[int], acc: list[dict]) -> None:
+    def _fake_evidence(self, fingerprints: np.ndarray, owner: list[int], local: list[int], acc: list[dict],
+                       photos: Sequence[Image.Image]) -> None:
         """Per listing and brand, the known fake that stands out most from each photo's other known-fake hits.
 
         ``fingerprints`` are ``(photos, views, dim)`` (:meth:`Embedder.embed_query_regions`); a photo's similarity
         to a known fake is the best over its views. Whole-photo similarity alone cannot tell a re-used photo from
         another photo of the same product on a similar background (both score high); a re-used photo's own known
-        fake stands clear of the next hit.
+        fake stands clear of the next hit. With ``fake_verify_k`` each photo's first hits are also matched keypoint
+        by keypoint (:class:`detector.verify.KeypointVerifier`), and a brand's hit is the one with the most verified
+        matches first.
         """
         sims, ids = best_over_views(*self.catalog.search_images(fingerprints, "known_fake", self.config.fake_k))
         brands = self.catalog.lookup_asset_brands(ids)
-        for row in range(ids.shape[0]):
-            valid = np.flatnonzero((ids[row] >= 0) & (brands[row] >= 0))  # best first, as the index returns them
+        valid_rows = [np.flatnonzero((ids[row] >= 0) & (brands[row] >= 0)) for row in range(ids.shape[0])]
+        inliers = self._verify_fakes(photos, ids, valid_rows)
+        for row, valid in enumerate(valid_rows):  # hits best first, as the index returns them
             for rank, j in enumerate(valid):
                 sim = float(sims[row, j])
                 # The top hit's margin is over the runner-up, every other hit's is over the top hit (<= 0); a hit
                 # alone in the index has nothing to stand out from.
                 nearest = sims[row, valid[1]] if rank == 0 and len(valid) > 1 else sims[row, valid[0]]
                 margin = sim - float(nearest) if len(valid) > 1 else 0.0
+                verified = inliers.get((row, int(ids[row, j])))
                 listing, brand = owner[row], int(brands[row, j])
                 held = acc[listing].get(brand)
-                if held is None or (margin, sim) > (held[1].margin, held[0]):
+                key = (-1 if verified is None else verified, margin, sim)
+                if held is None or key > (-1 if held[1].inliers is None else held[1].inliers, held[1].margin, held[0]):
                     acc[listing][brand] = (sim, Match(int(ids[row, j]), brand, "known_fake", "image", sim,
-                                                      margin=margin, image_index=local[row]))
+                                                      margin=margin, image_index=local[row], inliers=verified))
+
+    def _verify_fakes(self, photos: Sequence[Image.Image], ids: np.ndarray,
+                      valid_rows: Sequence[np.ndarray]) -> dict[tuple[int, int], int]:
+        """Verified keypoint matches ``{(photo, asset_id): inliers}`` of each photo's first ``fake_verify_k`` hits."""
+        if self.verifier is None:
+            return {}
+        wanted = {row: [int(ids[row, j]) for j in valid[: self.config.fake_verify_k]]
+                  for row, valid in enumerate(valid_rows)}
+        stored = self.verifier.stored_keypoints([a for hits in wanted.values() for a in hits],
+                                                self.catalog.asset_images)
+        out = {}
+        for row, hits in wanted.items():
+            hits = [a for a in hits if a in stored]
+            for asset_id, n in zip(hits, self.verifier.verify(photos[row], [stored[a] for a in hits])):
+                out[row, asset_id] = n
+        return out
 
     def _best_per_brand(self, sims: np.ndarray, ids: np.ndarray, rows_per_photo: int, owner: Sequence[int]):
         """For search results ``(rows, k)``, yield the best hit per (owner, brand): owner, brand, sim, id, row, where
@@ -372,6 +403,7 @@ class Featurizer:
         context = {
             "fake_sim_any": max((v[0] for v in fake.values()), default=0.0),
             "fake_margin_any": max((v[1].margin for v in fake.values()), default=0.0),
+            "fake_inliers_any": float(max((v[1].inliers or 0 for v in fake.values()), default=0)),
             "replica_terms": float(len(replica)),
             "ocr_replica_terms": float(len(ocr_replica)),
             "n_images": float(len(lst.images)),
@@ -393,6 +425,7 @@ class Featurizer:
                 "img_sim_photos": float(np.mean([p.get(b, f) for p, f in photo_floors])) if photo_floors else floor,
                 "fake_sim": fake[b][0] if b in fake else 0.0,
                 "fake_margin": fake[b][1].margin if b in fake else 0.0,
+                "fake_inliers": float(fake[b][1].inliers or 0) if b in fake else 0.0,
                 "title_score": tm.score if tm else 0.0,
                 "title_obfuscated": float(bool(tm and tm.obfuscated)),
                 "title_compat": float(bool(tm and mention_context(lst.title, tm.span))),

@@ -37,6 +37,7 @@ class EvidenceItem:
     box: list[float] | None = None
     text: str | None = None
     margin: float | None = None  # known fakes: how far the match stands out from the photo's next known fake
+    inliers: int | None = None  # known fakes: keypoint matches agreeing on one transform (a re-used photo: many)
 
 
 @dataclass
@@ -133,7 +134,7 @@ class Scorer:
         evidence = [
             EvidenceItem(m.asset_id, m.brand_id, m.kind, m.modality, round(m.similarity, 4), m.image_index,
                          list(m.box) if m.box else None, m.text,
-                         round(m.margin, 4) if m.margin is not None else None)
+                         round(m.margin, 4) if m.margin is not None else None, m.inliers)
             for m in lf.evidence
             if m.brand_id in brands and (m.brand_id in candidates or self._close_fake(m))
         ]
@@ -148,6 +149,7 @@ class Scorer:
             "image_brand_similarity_photos": round(feats.get("img_sim_photos", 0.0), 4),
             "known_fake_similarity": round(lf.context["fake_sim_any"], 4),
             "known_fake_margin": round(lf.context["fake_margin_any"], 4),
+            "known_fake_inliers": int(lf.context.get("fake_inliers_any", 0)),
             "title_brand_score": round(feats.get("title_score", 0.0), 4),
             "title_obfuscated": bool(feats.get("title_obfuscated")),
             "title_compatibility_mention": bool(feats.get("title_compat")),

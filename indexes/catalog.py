@@ -1049,6 +1049,18 @@ class Catalog:
         """Brand of an indexed text entry, else None."""
         return self._state.text_brands.get(int(entry_id))
 
+    def asset_images(self, asset_ids: Sequence[int]) -> dict[int, Image.Image]:
+        """Stored images of assets by id (as stored: longest side at most ``image_config.max_side``); deleted or
+        unknown ids are absent."""
+        blobs = self.registry.get_asset_images(list(asset_ids))
+        out = {}
+        for asset_id, blob in blobs.items():
+            try:
+                out[asset_id] = decode_image(blob, max_pixels=self.image_config.max_pixels, max_bytes=1 << 31)
+            except ImageError as exc:
+                raise CatalogError(f"stored image of asset {asset_id} cannot be decoded: {exc.reason}") from None
+        return out
+
     def lookup_asset_brands(self, asset_ids: np.ndarray) -> np.ndarray:
         """Brand ids for an array of asset ids (e.g. search results); -1 for padding/unknown ids."""
         return self._lookup(self._state.asset_brands, asset_ids)

@@ -123,6 +123,57 @@ def test_mirrored_reupload_is_told_apart_from_other_photos_of_the_same_product(d
     assert copied[0].margin > 0 and copied[0].margin > max(e.margin for e in fresh)
 
 
+def test_keypoint_verification_tells_a_reupload_from_a_fresh_photo_of_the_same_product(default_bundle, tmp_path):
+    """With ``fake_verify_k`` the scorer matches keypoints of a photo's first known-fake hits: a mirrored, cropped,
+    captioned re-upload keeps many of its known fake's keypoints in place, a fresh photo of the same product with
+    the same mark few; the count is reported with the evidence, as a signal, and as a classifier feature."""
+    icon = next(i for i in render.list_icons() if is_heldout_brand(i.slug))
+    rng = np.random.default_rng(3)
+    logo = render.render_logo(icon, 256)
+    photos = [render.compose_listing_photo(logo, rng, 320) for _ in range(4)]
+    verifying = dataclasses.replace(default_bundle, feature_config=dataclasses.replace(
+        default_bundle.feature_config, fake_verify_k=3))
+    with Catalog.open(tmp_path / "home", default_bundle.embedder) as catalog:
+        brand_id, _ = catalog.add_brand(icon.title)
+        ids, _ = catalog.add_assets([AssetInput(brand_id, "known_fake", photo) for photo in photos[:3]])
+        scorer = Scorer(verifying, catalog)
+        reupload = render.make_reupload(ImageOps.mirror(photos[0]), rng, caption="Best Quality")
+        copy, fresh = scorer.score_batch([Listing("copy", images=[reupload]), Listing("fresh", images=[photos[3]])])
+        plain = Scorer(default_bundle, catalog).score(Listing("copy", images=[reupload]))
+        features = scorer.featurizer.featurize([Listing("copy", images=[reupload])])[0]
+    copied = [e for e in copy.evidence if e.kind == "known_fake"]
+    assert [e.asset_id for e in copied] == [ids[0]]
+    assert copied[0].inliers >= 30, copied[0].inliers
+    assert copy.signals["known_fake_inliers"] == copied[0].inliers
+    assert fresh.signals["known_fake_inliers"] < copied[0].inliers / 3
+    assert [e.inliers for e in plain.evidence if e.kind == "known_fake"] == [None]  # off unless the model asks
+    assert plain.signals["known_fake_inliers"] == 0
+    assert features.context["fake_inliers_any"] == copied[0].inliers
+    assert features.best().features["fake_inliers"] == copied[0].inliers
+
+
+def test_keypoint_verifier_finds_nothing_on_plain_images_and_caches_stored_photos():
+    from detector.verify import KeypointVerifier
+
+    verifier = KeypointVerifier(cache_size=1)
+    rng = np.random.default_rng(8)
+    photo = render.compose_listing_photo(render.render_logo(render.list_icons()[0], 256), rng, 320)
+    blank = Image.new("RGB", (320, 320), (200, 200, 200))
+    loads = []
+
+    def load(ids):
+        loads.append(list(ids))
+        return {i: {1: photo, 2: blank}[i] for i in ids if i in (1, 2)}
+
+    stored = verifier.stored_keypoints([1, 2, 3], load)
+    assert sorted(stored) == [1, 2] and len(stored[2]) == 0  # unknown id absent; a plain image has no keypoints
+    assert verifier.verify(blank, [stored[1]]) == [0] and verifier.verify(photo, [stored[2]]) == [0]
+    assert verifier.verify(photo, [stored[1]])[0] >= 100  # the same photo: every matched keypoint agrees
+    verifier.stored_keypoints([2], load)  # cache of one: 2 was the last stored, so no load
+    verifier.stored_keypoints([1], load)
+    assert loads == [[1, 2, 3], [1]]
+
+
 def test_search_results_of_a_photos_views_merge_into_one_ranking():
     sims = np.array([[[0.9, 0.5, -np.inf], [0.7, 0.6, 0.2]],  # photo 0: id 3 from view 0, id 4 best in view 1
                      [[0.1, -np.inf, -np.inf], [-np.inf, -np.inf, -np.inf]]], dtype=np.float32)
