@@ -24,6 +24,9 @@ class PolicyConfig:
     block_threshold: float = 0.9  # risk at or above -> block
     brand_threshold: float = 0.5  # brand confidence at or above -> the brand is reported as present
     never_block_authorized: bool = True  # an authorised seller is at most sent to review
+    # Block only listings that name the brand they infringe (brand confidence >= brand_threshold); a high risk with
+    # no brand named is sent to review: a block is explained by the brand it protects.
+    block_needs_brand: bool = False
     target_block_precision: float = 0.99  # what training aimed for when it chose block_threshold on validation
     target_review_precision: float = 0.8  # likewise for review_threshold
     max_authentic_blocked: float = 0.005  # and at most this share of authentic listings blocked on validation
@@ -65,9 +68,10 @@ def get_policy(name: str | Path | PolicyConfig) -> PolicyConfig:
     return PolicyConfig.from_dict(json.loads(path.read_text()))
 
 
-def decide(risk: float, policy: PolicyConfig, authorized_seller: bool = False) -> str:
-    """``allow``, ``review`` or ``block`` for a calibrated risk."""
-    if risk >= policy.block_threshold and not (authorized_seller and policy.never_block_authorized):
+def decide(risk: float, policy: PolicyConfig, authorized_seller: bool = False, brand_named: bool = True) -> str:
+    """``allow``, ``review`` or ``block`` for a calibrated risk; ``brand_named``: the listing's brand is reported."""
+    blockable = not (authorized_seller and policy.never_block_authorized) and (brand_named or not policy.block_needs_brand)
+    if risk >= policy.block_threshold and blockable:
         return "block"
     if risk >= policy.review_threshold:
         return "review"

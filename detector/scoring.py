@@ -128,7 +128,7 @@ class Scorer:
             brand = BrandResult(best.brand_id, brands[best.brand_id].name, round(best.confidence, 4))
         feats = best.features if best is not None else {}
         authorized = bool(brand and feats.get("authorized_seller"))
-        decision = decide(risk, policy, authorized_seller=authorized)
+        decision = decide(risk, policy, authorized_seller=authorized, brand_named=brand is not None)
         # Evidence about the candidate brands, plus every close known fake whatever its brand.
         candidates = {c.brand_id for c in lf.candidates}
         evidence = [

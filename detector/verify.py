@@ -84,7 +84,8 @@ class KeypointVerifier:
     def stored_keypoints(self, asset_ids: Sequence[int],
                          load: Callable[[list[int]], dict[int, Image.Image]]) -> dict[int, Keypoints]:
         """Keypoints of stored photos by id, computing those not cached from ``load(missing_ids)``; ids ``load``
-        does not return (deleted assets) are absent."""
+        does not return are absent. A stored asset's image never changes under its id (the registry writes it once
+        and only soft-deletes), so the cache needs no invalidation."""
         out: dict[int, Keypoints] = {}
         with self._lock:
             for i in asset_ids:

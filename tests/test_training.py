@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -242,6 +243,26 @@ def test_block_threshold_also_caps_blocked_authentic_listings():
     assert 0.95 < strict.block_threshold <= 0.950001
     blocked_authentic = sum(r >= strict.block_threshold for r, lab in zip(risks, labels) if lab == "authentic")
     assert blocked_authentic == 0 and strict.review_threshold <= strict.block_threshold
+
+
+def test_a_policy_that_blocks_only_named_brands_picks_its_block_threshold_among_them():
+    from detector.policy import decide, get_policy
+
+    # 100 counterfeits that name their brand (risk 0.8-1.0), 5 unbranded listings at risk 0.97-0.99 that name none
+    # and 100 low-risk authentic ones. Counted as blockable the 5 would hold precision under 0.99 until above 0.99;
+    # when they cannot be blocked, the threshold comes down to the named counterfeits.
+    risks = np.concatenate([np.linspace(0.8, 1.0, 100), np.linspace(0.97, 0.99, 5), np.linspace(0.0, 0.3, 100)])
+    labels = ["counterfeit"] * 100 + ["unbranded"] * 5 + ["authentic"] * 100
+    brand_conf = np.concatenate([np.full(100, 0.95), np.full(5, 0.2), np.full(100, 0.9)])
+    base = get_policy("default")
+    plain = choose_thresholds(risks, labels, np.zeros(0), base, brand_conf=brand_conf)
+    named = choose_thresholds(risks, labels, np.zeros(0), dataclasses.replace(base, block_needs_brand=True),
+                              brand_conf=brand_conf)
+    assert plain.block_threshold > 0.99 and named.block_threshold <= 0.8
+    assert decide(0.98, named, brand_named=False) == "review" and decide(0.98, named, brand_named=True) == "block"
+    assert decide(1.0, plain, brand_named=False) == "block"  # a plain policy blocks what it names no brand for
+    with pytest.raises(ValueError, match="brand confidence"):
+        choose_thresholds(risks, labels, np.zeros(0), named)
 
 
 def test_brand_threshold_bounds_unregistered_attribution_with_confidence():

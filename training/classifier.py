@@ -176,6 +176,7 @@ def choose_thresholds(
     brand_conf_unregistered: np.ndarray,
     base: PolicyConfig,
     report: dict[str, Any] | None = None,
+    brand_conf: np.ndarray | None = None,
 ) -> PolicyConfig:
     """Pick review / block thresholds for the policy's targets and the brand-confidence threshold.
 
@@ -188,14 +189,22 @@ def choose_thresholds(
     brand is at most ``base.max_unregistered_attribution``, as a one-sided Clopper-Pearson bound at
     ``base.attribution_confidence``: with ~100 such listings the observed rate alone would be noise.
     ``report``, when given, receives how the brand threshold was reached.
+
+    With ``base.block_needs_brand`` only listings that name a brand can be blocked, so the block threshold is chosen
+    among those: ``brand_conf`` (each listing's best brand confidence) must then be given.
     """
     positive = np.array([lab == "counterfeit" for lab in labels])
     authentic = np.array([lab == "authentic" for lab in labels])
-    block = _threshold_for_precision(risks, positive, base.target_block_precision)
-    block = min(1.0, max(block, _threshold_for_rate(risks[authentic], base.max_authentic_blocked)))
-    review = min(_threshold_for_precision(risks, positive, base.target_review_precision), block)
     brand_t, brand_report = _brand_threshold(np.asarray(brand_conf_unregistered, dtype=np.float64),
                                              base.max_unregistered_attribution, base.attribution_confidence)
+    block_risks = risks
+    if base.block_needs_brand:
+        if brand_conf is None or len(brand_conf) != len(risks):
+            raise ValueError("a policy with block_needs_brand needs each listing's brand confidence")
+        block_risks = np.where(np.asarray(brand_conf) >= brand_t, risks, -np.inf)
+    block = _threshold_for_precision(block_risks, positive, base.target_block_precision)
+    block = min(1.0, max(block, _threshold_for_rate(block_risks[authentic], base.max_authentic_blocked), 0.0))
+    review = min(_threshold_for_precision(risks, positive, base.target_review_precision), block)
     if report is not None:
         report.update(brand_report, brand_threshold=round(brand_t, 6))
     return PolicyConfig.from_dict({**base.to_dict(), "review_threshold": round(review, 6),

@@ -62,7 +62,7 @@ def decisions_for(data: LabelledFeatures, risks: np.ndarray, policy: PolicyConfi
         best = lf.best()
         present = best is not None and best.confidence >= policy.brand_threshold
         authorized = bool(present and best.features.get("authorized_seller"))
-        out.append(decide(float(risk), policy, authorized_seller=authorized))
+        out.append(decide(float(risk), policy, authorized_seller=authorized, brand_named=present))
     return out
 
 

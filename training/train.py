@@ -308,8 +308,9 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
     clf.set_brand_confidence(val.features)
     risks = clf.predict_risk(val.features)
     brand_report: dict[str, Any] = {}
+    best_conf = np.array([lf.best().confidence if lf.best() else 0.0 for lf in val.features])
     policy = choose_thresholds(risks, val.labels, unregistered_confidences(val), get_policy(config.policy),
-                               report=brand_report)
+                               report=brand_report, brand_conf=best_conf)
     policy.name = f"{config.name}-tuned"
     log.info("brand threshold: %s", brand_report)
 
