@@ -131,22 +131,22 @@ def test_keypoint_verification_tells_a_reupload_from_a_fresh_photo_of_the_same_p
     rng = np.random.default_rng(3)
     logo = render.render_logo(icon, 256)
     photos = [render.compose_listing_photo(logo, rng, 320) for _ in range(4)]
-    verifying = dataclasses.replace(default_bundle, feature_config=dataclasses.replace(
-        default_bundle.feature_config, fake_verify_k=3))
+    verifying, unverified = (dataclasses.replace(default_bundle, feature_config=dataclasses.replace(
+        default_bundle.feature_config, fake_verify_k=k)) for k in (3, 0))
     with Catalog.open(tmp_path / "home", default_bundle.embedder) as catalog:
         brand_id, _ = catalog.add_brand(icon.title)
         ids, _ = catalog.add_assets([AssetInput(brand_id, "known_fake", photo) for photo in photos[:3]])
         scorer = Scorer(verifying, catalog)
         reupload = render.make_reupload(ImageOps.mirror(photos[0]), rng, caption="Best Quality")
         copy, fresh = scorer.score_batch([Listing("copy", images=[reupload]), Listing("fresh", images=[photos[3]])])
-        plain = Scorer(default_bundle, catalog).score(Listing("copy", images=[reupload]))
+        plain = Scorer(unverified, catalog).score(Listing("copy", images=[reupload]))
         features = scorer.featurizer.featurize([Listing("copy", images=[reupload])])[0]
     copied = [e for e in copy.evidence if e.kind == "known_fake"]
     assert [e.asset_id for e in copied] == [ids[0]]
     assert copied[0].inliers >= 30, copied[0].inliers
     assert copy.signals["known_fake_inliers"] == copied[0].inliers
     assert fresh.signals["known_fake_inliers"] < copied[0].inliers / 3
-    assert [e.inliers for e in plain.evidence if e.kind == "known_fake"] == [None]  # off unless the model asks
+    assert [e.inliers for e in plain.evidence if e.kind == "known_fake"] == [None]  # off when the model has k = 0
     assert plain.signals["known_fake_inliers"] == 0
     assert features.context["fake_inliers_any"] == copied[0].inliers
     assert features.best().features["fake_inliers"] == copied[0].inliers

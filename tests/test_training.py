@@ -235,7 +235,7 @@ def test_block_threshold_also_caps_blocked_authentic_listings():
     # would block it; the authentic cap (0.5 % of 200 = 1 allowed) still allows it, a 0 % cap does not.
     risks = np.concatenate([np.linspace(0.9, 1.0, 200), [0.95], np.linspace(0.0, 0.3, 199)])
     labels = ["counterfeit"] * 200 + ["authentic"] * 200
-    base = get_policy("default")
+    base = dataclasses.replace(get_policy("default"), block_needs_brand=False)
     lenient = choose_thresholds(risks, labels, np.zeros(0), base)
     assert lenient.block_threshold <= 0.9
     strict = choose_thresholds(risks, labels, np.zeros(0), PolicyConfig.from_dict({**base.to_dict(),
@@ -254,7 +254,7 @@ def test_a_policy_that_blocks_only_named_brands_picks_its_block_threshold_among_
     risks = np.concatenate([np.linspace(0.8, 1.0, 100), np.linspace(0.97, 0.99, 5), np.linspace(0.0, 0.3, 100)])
     labels = ["counterfeit"] * 100 + ["unbranded"] * 5 + ["authentic"] * 100
     brand_conf = np.concatenate([np.full(100, 0.95), np.full(5, 0.2), np.full(100, 0.9)])
-    base = get_policy("default")
+    base = dataclasses.replace(get_policy("default"), block_needs_brand=False)
     plain = choose_thresholds(risks, labels, np.zeros(0), base, brand_conf=brand_conf)
     named = choose_thresholds(risks, labels, np.zeros(0), dataclasses.replace(base, block_needs_brand=True),
                               brand_conf=brand_conf)
@@ -268,7 +268,7 @@ def test_a_policy_that_blocks_only_named_brands_picks_its_block_threshold_among_
 def test_brand_threshold_bounds_unregistered_attribution_with_confidence():
     from detector.policy import get_policy
 
-    base = get_policy("default")
+    base = dataclasses.replace(get_policy("default"), block_needs_brand=False)
     risks, labels = np.array([0.9, 0.1]), ["counterfeit", "authentic"]
     rng = np.random.default_rng(0)
     # 96 unregistered-logo listings (a validation split's worth): one attribution already puts the 90 % bound above
