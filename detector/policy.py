@@ -70,7 +70,8 @@ def get_policy(name: str | Path | PolicyConfig) -> PolicyConfig:
 
 def decide(risk: float, policy: PolicyConfig, authorized_seller: bool = False, brand_named: bool = True) -> str:
     """``allow``, ``review`` or ``block`` for a calibrated risk; ``brand_named``: the listing's brand is reported."""
-    blockable = not (authorized_seller and policy.never_block_authorized) and (brand_named or not policy.block_needs_brand)
+    blockable = (not (authorized_seller and policy.never_block_authorized)
+                 and (brand_named or not policy.block_needs_brand))
     if risk >= policy.block_threshold and blockable:
         return "block"
     if risk >= policy.review_threshold:

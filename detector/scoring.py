@@ -149,7 +149,7 @@ class Scorer:
             "image_brand_similarity_photos": round(feats.get("img_sim_photos", 0.0), 4),
             "known_fake_similarity": round(lf.context["fake_sim_any"], 4),
             "known_fake_margin": round(lf.context["fake_margin_any"], 4),
-            "known_fake_inliers": int(lf.context.get("fake_inliers_any", 0)),
+            "known_fake_inliers": int(lf.context["fake_inliers_any"]),
             "title_brand_score": round(feats.get("title_score", 0.0), 4),
             "title_obfuscated": bool(feats.get("title_obfuscated")),
             "title_compatibility_mention": bool(feats.get("title_compat")),

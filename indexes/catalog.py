@@ -950,15 +950,8 @@ class Catalog:
         if name == "text":
             entries = self.registry.list_text_entries(ids=ids)
             return dict(zip([e.id for e in entries], self._embed_texts([e.text for e in entries]), strict=True))
-        blobs = self.registry.get_asset_images(ids)
-        images = []
-        for asset_id in ids:
-            try:
-                # Stored PNGs were produced by prepare_image, so they are within limits; bound them anyway.
-                images.append(decode_image(blobs[asset_id], max_pixels=self.image_config.max_pixels, max_bytes=1 << 31))
-            except ImageError as exc:
-                raise CatalogError(f"stored image of asset {asset_id} cannot be decoded: {exc.reason}") from None
-        return dict(zip(ids, self._embed_images(images, name), strict=True))
+        stored = self.asset_images(ids)
+        return dict(zip(ids, self._embed_images([stored[asset_id] for asset_id in ids], name), strict=True))
 
     # ------------------------------------------------------------------------------------------------ reload
     def reload_if_changed(self) -> bool:
@@ -1056,6 +1049,7 @@ class Catalog:
         out = {}
         for asset_id, blob in blobs.items():
             try:
+                # Stored PNGs were produced by prepare_image, so they are within limits; bound them anyway.
                 out[asset_id] = decode_image(blob, max_pixels=self.image_config.max_pixels, max_bytes=1 << 31)
             except ImageError as exc:
                 raise CatalogError(f"stored image of asset {asset_id} cannot be decoded: {exc.reason}") from None

@@ -17,7 +17,8 @@ from detector.classifier import RiskClassifier
 from detector.features import ListingFeatures, candidate_matrix, risk_vector
 from detector.policy import PolicyConfig
 
-__all__ = ["ClassifierConfig", "LabelledFeatures", "fit_classifier", "choose_thresholds", "unregistered_confidences"]
+__all__ = ["ClassifierConfig", "LabelledFeatures", "fit_classifier", "choose_thresholds", "unregistered_confidences",
+           "best_confidences"]
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +143,12 @@ def unregistered_confidences(data: LabelledFeatures) -> np.ndarray:
     pick = [i for i, k in enumerate(kinds) if k == "unregistered_logo"]
     if not pick:
         pick = [i for i, lab in enumerate(data.labels) if lab == "unbranded"]
-    return np.array([(data.features[i].best().confidence if data.features[i].best() else 0.0) for i in pick],
-                    dtype=np.float64)
+    return best_confidences(data)[pick]
+
+
+def best_confidences(data: LabelledFeatures) -> np.ndarray:
+    """Each listing's best brand confidence, 0 where no brand is a candidate (brand confidences must be set)."""
+    return np.array([lf.best().confidence if lf.best() else 0.0 for lf in data.features], dtype=np.float64)
 
 
 def attribution_upper_bound(k: int, n: int, confidence: float) -> float:
