@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -420,7 +421,10 @@ def test_a_finished_run_refits_its_classifier_and_policy_from_saved_features(tra
     assert refit["metrics"] == source["metrics"]
     assert refit["fingerprint_whitening"] == source["fingerprint_whitening"]
     assert refit["finetune"]["reused_from"]["version"] == source["version"]
-    assert not (out / train_mod.FEATURES_FILE).exists() and not (out / "finetune.json").exists()
+    assert not (out / "finetune.json").exists()
+    # the refit's folder keeps the features its classifier was fitted on, so it can be refitted in turn
+    key = pickle.loads((run / train_mod.FEATURES_FILE).read_bytes())["key"]
+    assert load_features(out, key, {})[1] == load_features(run, key, {})[1]
 
     config = json.loads((train_mod.CONFIG_DIR / "quick.json").read_text())
     # fewer photo-only copies and no more listings: a subset of the saved features, refitted on those alone
@@ -441,6 +445,63 @@ def test_a_finished_run_refits_its_classifier_and_policy_from_saved_features(tra
     with pytest.raises(ValueError, match="give one"):
         train_mod.train(train_mod.get_train_config("quick"), small_dataset, out, embedder_from=trained,
                         features_from=run)
+
+
+def test_a_companion_marketplace_joins_training_and_validation(trained, small_dataset, tmp_path, monkeypatch):
+    """--companion-data: another marketplace (here drawn by the scenes composer) is featurized against a registry of
+    its own; its train and val listings join training and validation, thresholds are chosen over both, validation
+    is also reported per marketplace, and its features are saved so a refit reuses them."""
+    from training.data import DataConfig, generate_dataset
+
+    other = generate_dataset(tmp_path / "sc16", DataConfig(n_brands=16, listings_per_brand=4, seed=0,
+                                                           photo_style="scenes"), progress=False)
+    out = tmp_path / "two"
+    argv = ["--config", "quick", "--data", str(small_dataset), "--out", str(out), "--no-progress",
+            "--companion-data", str(other)]
+    assert train_mod.main([*argv, "--features-from", str(trained.parent)]) == 0  # only the companion is featurized
+    meta = json.loads((out / "model" / "model.json").read_text())
+    source = json.loads((trained / "model.json").read_text())
+    theirs = load_dataset(other)
+    [companion] = meta["data"]["companion_data"]
+    assert companion["photo_style"] == "scenes"
+    assert companion["split_hashes"] == {s: split_hash(theirs.listings_for(s)) for s in ("train", "val")}
+    n_val = {str(small_dataset): source["metrics"]["val"]["n_listings"],
+             str(other): len(theirs.listings_for("val")) + companion["photo_only_copies"]["val"]}
+    by_dataset = meta["metrics"]["val_by_dataset"]
+    assert {k: v["n_listings"] for k, v in by_dataset.items()} == n_val
+    assert meta["metrics"]["val"]["n_listings"] == sum(n_val.values())
+    authentic = {k: v["n_by_label"]["authentic"] for k, v in by_dataset.items()}
+    assert all(authentic.values())  # the authentic-blocked cap holds over both marketplaces' listings together
+    assert meta["metrics"]["val"]["authentic_blocked_rate"] * sum(authentic.values()) == pytest.approx(
+        sum(by_dataset[k]["authentic_blocked_rate"] * authentic[k] for k in authentic))
+    policy = json.loads((out / "model" / "policy.json").read_text())
+    assert meta["metrics"]["val"]["authentic_blocked_rate"] <= policy["max_authentic_blocked"]
+    saved = sorted(p.name for p in out.glob("features*.pkl"))
+    assert len(saved) == 2 and train_mod.FEATURES_FILE in saved
+
+    def featurize(*args, **kwargs):
+        raise AssertionError("a refit featurized again")
+
+    monkeypatch.setattr(train_mod, "_featurize", featurize)  # both marketplaces' features come from the run folder
+    assert train_mod.main([*argv[:5], str(tmp_path / "again"), "--no-progress", "--companion-data", str(other),
+                           "--features-from", str(out)]) == 0
+    again = json.loads((tmp_path / "again" / "model" / "model.json").read_text())
+    assert again["version"] == meta["version"] and again["metrics"] == meta["metrics"]
+
+
+def test_saved_features_belong_to_the_dataset_they_were_computed_on(trained, small_dataset, tmp_path):
+    """One seed drawn by another composer has the same listing rows and image paths: its manifest tells them apart,
+    so features of one draw are never reused for the other."""
+    import shutil
+
+    copy = tmp_path / "redrawn"
+    shutil.copytree(small_dataset, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["config"]["photo_style"] = "scenes"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="dataset"):
+        train_mod.main(["--config", "quick", "--data", str(copy), "--out", str(tmp_path / "out"), "--no-progress",
+                        "--features-from", str(trained.parent)])
 
 
 def test_trunk_tail_reproduces_the_trunk_and_trains_its_blocks(embedder, tmp_path):

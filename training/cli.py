@@ -60,6 +60,10 @@ def register(app: typer.Typer) -> None:
         config: Annotated[str, typer.Option(help="Train config name or JSON file.")] = "quick",
         extra_data: Annotated[Optional[list[Path]], typer.Option(
             "--extra-data", help="Dataset folder whose train/val listings are appended (repeatable).")] = None,
+        companion_data: Annotated[Optional[list[Path]], typer.Option(
+            "--companion-data", help="Another marketplace (e.g. listings drawn by another photo composer), featurized "
+                                     "against its own registry; its train/val listings join training and validation "
+                                     "(repeatable).")] = None,
         embedder_from: Annotated[Optional[str], typer.Option(
             "--embedder-from", help="Reuse this model's embedder (directory, 'default' or BentoML tag) instead of "
                                     "fine-tuning; retrains only the classifier and policy.")] = None,
@@ -69,6 +73,7 @@ def register(app: typer.Typer) -> None:
 
         train_config = get_train_config(config)
         train_config.extra_data = [*train_config.extra_data, *(str(p) for p in extra_data or [])]
+        train_config.companion_data = [*train_config.companion_data, *(str(p) for p in companion_data or [])]
         model_dir = train(train_config, data, out, embedder_from=embedder_from)
         meta = json.loads((model_dir / "model.json").read_text())
         typer.echo(json.dumps({"model_dir": str(model_dir), "version": meta["version"],

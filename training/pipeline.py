@@ -19,7 +19,7 @@ from training.classifier import LabelledFeatures
 from training.data import Dataset
 
 __all__ = ["FEATURES_FILE", "progress_bar", "register_brands", "load_listing", "featurize_records", "label_features",
-           "subset_features", "features_key", "save_features", "load_features"]
+           "subset_features", "concat_features", "dataset_digest", "features_key", "save_features", "load_features"]
 
 log = logging.getLogger(__name__)
 
@@ -123,20 +123,34 @@ def subset_features(data: LabelledFeatures, pick: Sequence[int]) -> LabelledFeat
                             [data.records[i] for i in pick] if data.records else [])
 
 
+def concat_features(parts: Sequence[LabelledFeatures]) -> LabelledFeatures:
+    """The listings of ``parts``, one after the other."""
+    return LabelledFeatures([f for p in parts for f in p.features], [x for p in parts for x in p.labels],
+                            [x for p in parts for x in p.brand_ids], [x for p in parts for x in p.groups],
+                            [x for p in parts for x in p.records])
+
+
 FEATURES_FILE = "features.pkl"  # listing features of a run or evaluation, so classifiers can be refitted or rescored
+
+
+def dataset_digest(dataset: Dataset) -> str:
+    """Which generated dataset this is. Records alone do not say: one seed drawn by two photo composers gives the
+    same listing rows and relative image paths, but other photos (and other known-fake images in the registry)."""
+    manifest = {k: dataset.manifest.get(k) for k in ("generator", "seed", "config", "counts", "split_hashes")}
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def features_key(embedder: Any, feature_config: FeatureConfig, dataset: Dataset, splits: Sequence[str],
                  index_factory: str) -> dict[str, Any]:
-    """What listing features depend on besides the listings: embedder (config and weights), feature config, index
-    and registry (the registered brands of ``splits`` and their assets)."""
+    """What listing features depend on besides the listings: embedder (config and weights), feature config, index,
+    registry (the registered brands of ``splits`` and their assets) and the dataset they were drawn from."""
     registered = sorted((b["slug"], b["split"]) for b in dataset.brands if b["registered"] and b["split"] in splits)
     slugs = {slug for slug, _ in registered}
     assets = sorted(a["image"] for a in dataset.assets if a["brand_slug"] in slugs)
     digest = hashlib.sha256(json.dumps([registered, assets]).encode()).hexdigest()
     return {"embedder": embedder.model_id, "embedder_config": json.loads(json.dumps(embedder.config.to_dict())),
             "feature_config": dataclasses.asdict(feature_config), "index_factory": index_factory,
-            "registry": digest}
+            "registry": digest, "dataset": dataset_digest(dataset)}
 
 
 def _record_digest(rec: dict[str, Any]) -> str:
@@ -144,9 +158,9 @@ def _record_digest(rec: dict[str, Any]) -> str:
 
 
 def save_features(run_dir: str | Path, key: dict[str, Any], labelled: dict[str, LabelledFeatures],
-                  slug_to_id: dict[str, int]) -> Path:
-    """Write listing features (``FEATURES_FILE`` in ``run_dir``) with the key they were computed for."""
-    path = Path(run_dir) / FEATURES_FILE
+                  slug_to_id: dict[str, int], name: str = FEATURES_FILE) -> Path:
+    """Write listing features (file ``name`` in ``run_dir``) with the key they were computed for."""
+    path = Path(run_dir) / name
     digests = {split: [_record_digest(r) for r in data.records] for split, data in labelled.items()}
     with path.open("wb") as f:
         pickle.dump({"key": key, "labelled": labelled, "digests": digests, "slug_to_id": slug_to_id}, f,
@@ -154,19 +168,19 @@ def save_features(run_dir: str | Path, key: dict[str, Any], labelled: dict[str, 
     return path
 
 
-def load_features(run_dir: str | Path, key: dict[str, Any], records: dict[str, list[dict[str, Any]]]
-                  ) -> tuple[dict[str, LabelledFeatures], dict[str, int]]:
-    """The features a run saved (``FEATURES_FILE``) of ``records``, if they were computed for ``key``.
+def load_features(run_dir: str | Path, key: dict[str, Any], records: dict[str, list[dict[str, Any]]],
+                  name: str = FEATURES_FILE) -> tuple[dict[str, LabelledFeatures], dict[str, int]]:
+    """The features a run saved (file ``name``) of ``records``, if they were computed for ``key``.
 
     Each split's listings must be among the run's, with the same content (a listing's features do not depend on the
     others), so a config that uses fewer copies (a smaller photo- or text-only fraction, same seed) reuses them too.
 
     Raises:
         FileNotFoundError: the run saved no features.
-        ValueError: they were computed for another embedder, feature config or registry, or some listings are not
-            among them.
+        ValueError: they were computed for another embedder, feature config, registry or dataset, or some listings
+            are not among them.
     """
-    path = Path(run_dir) / FEATURES_FILE
+    path = Path(run_dir) / name
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: that run saved no features")
     with path.open("rb") as f:

@@ -2,8 +2,10 @@
 
 ``python -m training.train --config quick --data DIR --out runs/quick`` (or ``detector train``). Held-out brands
 (sha1(slug) % 10 == 0) are refused anywhere in the training or validation data. ``--extra-data DIR`` (repeatable)
-appends other dataset folders, e.g. moderator feedback exported by :mod:`training.feedback`; see
-:func:`merge_datasets`.
+appends other dataset folders to this one's marketplace, e.g. moderator feedback exported by :mod:`training.feedback`;
+see :func:`merge_datasets`. ``--companion-data DIR`` (repeatable) adds another marketplace instead, e.g. the same
+listings drawn by another photo composer: its listings are featurized against a registry of its own brands, references
+and known fakes, and its train and val listings join training and validation (thresholds are then chosen over both).
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from indexes.catalog import Catalog
 from training.classifier import (ClassifierConfig, LabelledFeatures, best_confidences, choose_thresholds,
                                  fit_classifier, unregistered_confidences)
 from training.data import Dataset, load_dataset, photo_only_copies, text_only_copies
-from training.pipeline import (FEATURES_FILE, dataset_path, featurize_records, features_key, label_features,
-                               load_features, register_brands, save_features, subset_features)
+from training.pipeline import (FEATURES_FILE, concat_features, dataset_digest, dataset_path, featurize_records,
+                               features_key, label_features, load_features, register_brands, save_features,
+                               subset_features)
 from training.splits import is_heldout_brand, split_hash
 from training.whitening import WhiteningConfig, fit_fingerprint_whitening
 
@@ -64,6 +67,8 @@ class TrainConfig:
     # ModelConfig fields set over the embedder's config (also over a reused one), e.g. {"fingerprints": {"border": 0.06}}
     embedder_overrides: dict[str, Any] = field(default_factory=dict)
     extra_data: list[str] = field(default_factory=list)  # dataset folders appended by merge_datasets (not capped)
+    # dataset folders featurized against their own registry; their train / val listings join training / validation
+    companion_data: list[str] = field(default_factory=list)
     # share of train / val listings showing a logo that are also used as photo-only copies (no brand in the text)
     photo_only_fraction: float = 0.0
     # share of train / val listings selling a registered brand's goods that are also used as text-only copies (the
@@ -150,6 +155,50 @@ def merge_datasets(main: Dataset, extras: Sequence[Dataset]) -> tuple[Dataset, l
     return merged, appended
 
 
+def _select_listings(dataset: Dataset, config: TrainConfig, appended: Sequence[list[dict[str, Any]]] = ()
+                     ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]], dict[str, dict[str, int]]]:
+    """A dataset's train and val listings for a run: capped at ``config.max_listings`` (seeded), then the ``appended``
+    listings of ``merge_datasets`` (never capped: e.g. a moderator's verdict), then photo- and text-only copies.
+
+    Returns the records per split, the originals (what split hashes identify) and the number of copies per kind.
+    """
+    rng = np.random.default_rng(config.seed)
+    records = {}
+    for split in ("train", "val"):
+        recs = dataset.listings_for(split)
+        if config.max_listings is not None and len(recs) > config.max_listings:
+            recs = [recs[i] for i in sorted(rng.choice(len(recs), config.max_listings, replace=False))]
+        records[split] = recs + [r for rows in appended for r in rows if r["split"] == split]
+    originals = {split: list(recs) for split, recs in records.items()}
+    copies: dict[str, dict[str, int]] = {"photo_only": {}, "text_only": {}}
+    for split in records:  # the copies follow the cap, so a run's listing count is cap + copies
+        for kind, make in (("photo_only", photo_only_copies), ("text_only", text_only_copies)):
+            made = make(originals[split], getattr(config, f"{kind}_fraction"), config.seed)
+            records[split] += made
+            copies[kind][split] = len(made)
+    return records, originals, copies
+
+
+def _featurize(embedder: Any, feature_config: FeatureConfig, dataset: Dataset,
+               records: dict[str, list[dict[str, Any]]], config: TrainConfig, out_dir: Path, progress: bool
+               ) -> tuple[dict[str, LabelledFeatures], dict[str, int]]:
+    """Features of a dataset's train and val listings against a temporary registry of its train and val brands."""
+    home = Path(tempfile.mkdtemp(prefix="train-catalog-", dir=out_dir))
+    try:
+        catalog = Catalog.open(home, embedder, index_factory=config.index_factory)
+        slug_to_id = register_brands(catalog, dataset, ("train", "val"), progress=progress)
+        featurizer = Featurizer(embedder, catalog, brand_infos(catalog.registry.list_brands()), feature_config)
+        labelled = {}
+        for split in ("train", "val"):
+            feats = featurize_records(featurizer, dataset, records[split], config.batch_size, progress,
+                                      description=f"{dataset.root.name} {split}:")
+            labelled[split] = label_features(records[split], feats, slug_to_id)
+        catalog.close()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    return labelled, slug_to_id
+
+
 def _as_saved(delta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Tensors rounded as the model directory stores them (fp16), so training features are what serving computes."""
     return {k: v.to(torch.float16).to(torch.float32) for k, v in delta.items()}
@@ -211,8 +260,9 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
     fine-tuned weights) instead of fine-tuning: only the classifier and the policy are retrained.
     ``finetune_from`` (a run folder of this config) reuses the weights its fine-tuning saved (``load_finetune_run``).
     ``features_from`` (a finished run folder) reuses its model's whole embedder and the listing features the run
-    saved (``FEATURES_FILE``): only the classifier and the policy are fitted again, in seconds. The features must
-    have been computed for the same embedder, feature config, registry and listings (else ValueError).
+    saved (``FEATURES_FILE``, and one file per companion dataset): only the classifier and the policy are fitted
+    again, in seconds. The features must have been computed for the same embedder, feature config, registry, dataset
+    and listings (else ValueError); a companion dataset that run did not featurize is featurized now.
     """
     if sum(x is not None for x in (embedder_from, finetune_from, features_from)) > 1:
         raise ValueError("embedder_from, finetune_from and features_from all replace fine-tuning; give one")
@@ -221,33 +271,24 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     dataset = load_dataset(dataset_path(data_dir))
-    rng = np.random.default_rng(config.seed)
-
-    records = {}
-    for split in ("train", "val"):
-        recs = dataset.listings_for(split)
-        if config.max_listings is not None and len(recs) > config.max_listings:
-            recs = [recs[i] for i in sorted(rng.choice(len(recs), config.max_listings, replace=False))]
-        records[split] = recs
     extras = [load_dataset(dataset_path(p)) for p in config.extra_data]
-    dataset, appended = merge_datasets(dataset, extras)
-    for split in records:  # appended after the cap: every extra listing (e.g. a moderator's verdict) is used
-        records[split] += [r for rows in appended for r in rows if r["split"] == split]
-    originals = {split: list(recs) for split, recs in records.items()}  # what split hashes identify
-    copies: dict[str, dict[str, int]] = {"photo_only": {}, "text_only": {}}
-    for split in records:  # the copies follow the cap, so a run's listing count is cap + copies
-        for kind, make in (("photo_only", photo_only_copies), ("text_only", text_only_copies)):
-            made = make(originals[split], getattr(config, f"{kind}_fraction"), config.seed)
-            records[split] += made
-            copies[kind][split] = len(made)
-    train_brands = [b for b in dataset.brands if b["split"] in ("train", "val")]
-    assert_no_heldout(records["train"] + records["val"], train_brands)
+    merged, appended = merge_datasets(dataset, extras)
+    records, originals, copies = _select_listings(dataset, config, appended)
+    dataset = merged
+    assert_no_heldout(records["train"] + records["val"], [b for b in dataset.brands if b["split"] in ("train", "val")])
+    companions = []  # (dataset, records, originals, copies) of each companion marketplace
+    for path in config.companion_data:
+        other = load_dataset(dataset_path(path))
+        selected = _select_listings(other, config)
+        assert_no_heldout(selected[0]["train"] + selected[0]["val"],
+                          [b for b in other.brands if b["split"] in ("train", "val")])
+        companions.append((other, *selected))
 
     feature_config = FeatureConfig.from_dict(config.features)
     finetune_report = None
     embedder_config: dict[str, Any] = get_model_config(config.embedder).to_dict()
     # Validation brands stay unseen by the embedder too, so thresholds are tuned on brands new to the model.
-    val_slugs = {b["slug"] for b in dataset.brands if b["split"] == "val"}
+    val_slugs = {b["slug"] for ds in (dataset, *(c[0] for c in companions)) for b in ds.brands if b["split"] == "val"}
     whitening_report = None
     if embedder_from is not None or features_from is not None:
         from detector.bundle import load_embedder_weights, resolve_model_path
@@ -279,24 +320,18 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
         weights_delta = {**(weights_delta or {}), **_as_saved(whitening.to_delta())}
         log.info("fingerprint whitening: %s", whitening_report)
     embedder = create_embedder(embedder_config, weights_delta=weights_delta)
-    key = features_key(embedder, feature_config, dataset, ("train", "val"), config.index_factory)
-    if features_from is not None:
-        labelled, slug_to_id = load_features(features_from, key, records)
-    else:
-        home = Path(tempfile.mkdtemp(prefix="train-catalog-", dir=out_dir))
-        try:
-            catalog = Catalog.open(home, embedder, index_factory=config.index_factory)
-            slug_to_id = register_brands(catalog, dataset, ("train", "val"), progress=progress)
-            featurizer = Featurizer(embedder, catalog, brand_infos(catalog.registry.list_brands()), feature_config)
-            labelled = {}
-            for split in ("train", "val"):
-                feats = featurize_records(featurizer, dataset, records[split], config.batch_size, progress,
-                                          description=f"{split}:")
-                labelled[split] = label_features(records[split], feats, slug_to_id)
-            catalog.close()
-        finally:
-            shutil.rmtree(home, ignore_errors=True)
-        save_features(out_dir, key, labelled, slug_to_id)
+    parts, slug_to_id = [], {}
+    for i, (ds, recs) in enumerate([(dataset, records), *((c[0], c[1]) for c in companions)]):
+        key = features_key(embedder, feature_config, ds, ("train", "val"), config.index_factory)
+        name = FEATURES_FILE if i == 0 else f"features-{dataset_digest(ds)[:12]}.pkl"
+        if features_from is not None and (i == 0 or (Path(features_from) / name).is_file()):
+            part, ids = load_features(features_from, key, recs, name)
+        else:  # a companion the reused run did not featurize is featurized now
+            part, ids = _featurize(embedder, feature_config, ds, recs, config, out_dir, progress)
+        save_features(out_dir, key, part, ids, name)
+        parts.append(part)
+        slug_to_id = slug_to_id or ids
+    labelled = {split: concat_features([part[split] for part in parts]) for split in ("train", "val")}
 
     val = labelled["val"]
     calib = _subset(val, [_half(g, config.seed) == 0 for g in val.groups])
@@ -316,6 +351,13 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
     from training.metrics import compute_metrics
 
     val_metrics = compute_metrics(val, risks, policy)
+    val_by_dataset = {}
+    if companions:  # each marketplace's validation listings alone, scored by the policy chosen over all of them
+        start = 0
+        for path, part in zip([str(data_dir), *config.companion_data], parts):
+            pick = list(range(start, start + len(part["val"].labels)))
+            start += len(pick)
+            val_by_dataset[path] = compute_metrics(subset_features(val, pick), risks[pick], policy)
     extra = {
         "train_config": dataclasses.asdict(config),
         "data": {
@@ -330,9 +372,16 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
             "extra_data": [{"path": str(e.root.resolve()), "generator": e.manifest.get("generator"),
                             "n_listings": {s: sum(r["split"] == s for r in rows) for s in records}}
                            for e, rows in zip(extras, appended)],
+            "companion_data": [{"path": str(c[0].root.resolve()), "generator": c[0].manifest.get("generator"),
+                                "seed": c[0].manifest.get("seed"),
+                                "photo_style": (c[0].manifest.get("config") or {}).get("photo_style"),
+                                "split_hashes": {s: split_hash(c[2][s]) for s in c[2]},
+                                "n_listings": {s: len(c[2][s]) for s in c[2]},
+                                "photo_only_copies": c[3]["photo_only"], "text_only_copies": c[3]["text_only"]}
+                               for c in companions],
             "heldout_rule": "int(sha1(slug).hexdigest(), 16) % 10 == 0 brands excluded from training and tuning",
         },
-        "metrics": {"val": val_metrics},
+        "metrics": {"val": val_metrics, **({"val_by_dataset": val_by_dataset} if val_by_dataset else {})},
         "brand_threshold": brand_report,
         "finetune": finetune_report,
         "fingerprint_whitening": whitening_report,
@@ -346,13 +395,18 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m training.train --config NAME --data DIR --out DIR [--extra-data DIR ...]``."""
+    """``python -m training.train --config NAME --data DIR --out DIR [--extra-data DIR ...] [--companion-data DIR
+    ...]``."""
     parser = argparse.ArgumentParser(prog="training.train", description=__doc__)
     parser.add_argument("--config", default="quick", help=f"train config name or JSON file ({list_train_configs()})")
     parser.add_argument("--data", required=True, help="dataset folder (see docs/data_format.md)")
     parser.add_argument("--out", required=True, help="run folder; the model lands in OUT/model")
     parser.add_argument("--extra-data", action="append", default=[], metavar="DIR",
                         help="dataset folder whose train/val listings are appended (repeatable), e.g. feedback")
+    parser.add_argument("--companion-data", action="append", default=[], metavar="DIR",
+                        help="another marketplace, e.g. the same listings drawn by another photo composer: featurized "
+                             "against its own registry, its train/val listings join training and validation "
+                             "(repeatable)")
     parser.add_argument("--embedder-from", metavar="MODEL", default=None,
                         help="reuse this model's embedder (directory, 'default' or BentoML tag) instead of "
                              "fine-tuning; retrains only the classifier and policy")
@@ -360,14 +414,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="reuse the fine-tuned weights an earlier run of this config saved in RUN "
                              "(finetune.json + finetune_weights.safetensors) instead of fine-tuning again")
     parser.add_argument("--features-from", metavar="RUN", default=None,
-                        help="reuse a finished run's embedder and the listing features it saved (features.pkl): "
-                             "refits only the classifier and the policy (seconds)")
+                        help="reuse a finished run's embedder and the listing features it saved (features.pkl, "
+                             "and one file per companion dataset; others are featurized): refits only the "
+                             "classifier and the policy (seconds)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--register", action="store_true", help="also add the model to the BentoML model store")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = get_train_config(args.config)
     config.extra_data = [*config.extra_data, *args.extra_data]
+    config.companion_data = [*config.companion_data, *args.companion_data]
     model_dir = train(config, args.data, args.out, progress=not args.no_progress, embedder_from=args.embedder_from,
                       finetune_from=args.finetune_from, features_from=args.features_from)
     out = {"model_dir": str(model_dir), "metrics": json.loads((model_dir / "model.json").read_text())["metrics"]}
