@@ -30,6 +30,9 @@ class PolicyConfig:
     target_block_precision: float = 0.99  # what training aimed for when it chose block_threshold on validation
     target_review_precision: float = 0.8  # likewise for review_threshold
     max_authentic_blocked: float = 0.005  # and at most this share of authentic listings blocked on validation
+    # ... shown with this one-sided confidence (None: the observed share): a few hundred authentic validation
+    # listings cannot show 0.5 %, so then none of them may be blocked
+    authentic_blocked_confidence: float | None = None
     # brand_threshold: at most this share of listings showing an unregistered brand's logo get a registered brand,
     # shown on validation with this one-sided confidence (few such listings: the bound, not the rate, must meet it)
     max_unregistered_attribution: float = 0.03

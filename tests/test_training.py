@@ -236,7 +236,7 @@ def test_block_threshold_also_caps_blocked_authentic_listings():
     # would block it; the authentic cap (0.5 % of 200 = 1 allowed) still allows it, a 0 % cap does not.
     risks = np.concatenate([np.linspace(0.9, 1.0, 200), [0.95], np.linspace(0.0, 0.3, 199)])
     labels = ["counterfeit"] * 200 + ["authentic"] * 200
-    base = dataclasses.replace(get_policy("default"), block_needs_brand=False)
+    base = dataclasses.replace(get_policy("default"), block_needs_brand=False, authentic_blocked_confidence=None)
     lenient = choose_thresholds(risks, labels, np.zeros(0), base)
     assert lenient.block_threshold <= 0.9
     strict = choose_thresholds(risks, labels, np.zeros(0), PolicyConfig.from_dict({**base.to_dict(),
@@ -244,6 +244,27 @@ def test_block_threshold_also_caps_blocked_authentic_listings():
     assert 0.95 < strict.block_threshold <= 0.950001
     blocked_authentic = sum(r >= strict.block_threshold for r, lab in zip(risks, labels) if lab == "authentic")
     assert blocked_authentic == 0 and strict.review_threshold <= strict.block_threshold
+
+
+def test_the_authentic_cap_can_be_a_confidence_bound():
+    """200 authentic validation listings cannot show that at most 0.5 % are blocked (even none bounds it at 1.1 %),
+    so the bound allows none; 1,000 allow one (two would bound it at 0.53 %). The observed share allows 1 and 5."""
+    from detector.policy import get_policy
+
+    base = dataclasses.replace(get_policy("default"), block_needs_brand=False)
+    assert base.authentic_blocked_confidence == 0.9  # the default policy asks for the bound
+    for n_authentic, bound_allows, share_allows in ((200, 0, 1), (1000, 1, 5)):
+        authentic = np.linspace(0.0, 0.3, n_authentic)
+        authentic[:5] = [0.99, 0.98, 0.97, 0.96, 0.95]  # five authentic outliers among the counterfeits
+        risks = np.concatenate([np.linspace(0.9, 1.0, 2000), authentic])
+        labels = ["counterfeit"] * 2000 + ["authentic"] * n_authentic
+        report: dict = {}
+        policy = choose_thresholds(risks, labels, np.zeros(0), base, report=report)
+        blocked = int((authentic >= policy.block_threshold).sum())
+        assert blocked == report["authentic_blocked"]["allowed"] == bound_allows
+        assert attribution_upper_bound(blocked + 1, n_authentic, 0.9) > 0.005
+        point = choose_thresholds(risks, labels, np.zeros(0), dataclasses.replace(base, authentic_blocked_confidence=None))
+        assert int((authentic >= point.block_threshold).sum()) == share_allows
 
 
 def test_a_policy_that_blocks_only_named_brands_picks_its_block_threshold_among_them():

@@ -158,6 +158,15 @@ def attribution_upper_bound(k: int, n: int, confidence: float) -> float:
     return float(beta.ppf(confidence, k + 1, n - k))
 
 
+def _allowed_count(n: int, max_rate: float, confidence: float) -> int:
+    """Most events of ``n`` whose one-sided upper bound at ``confidence`` stays within ``max_rate`` (0 when even
+    none proves it: too few trials, and zero is the best the data supports)."""
+    allowed = 0
+    while allowed + 1 < n and attribution_upper_bound(allowed + 1, n, confidence) <= max_rate:
+        allowed += 1
+    return allowed
+
+
 def _brand_threshold(conf_unregistered: np.ndarray, max_rate: float, confidence: float) -> tuple[float, dict[str, Any]]:
     """Lowest brand threshold (0.5 to 0.99) whose attribution rate is at most ``max_rate`` with ``confidence``.
 
@@ -165,9 +174,7 @@ def _brand_threshold(conf_unregistered: np.ndarray, max_rate: float, confidence:
     not prove it (too few listings), zero attributions is the best the data supports.
     """
     n = len(conf_unregistered)
-    allowed = 0
-    while allowed + 1 < n and attribution_upper_bound(allowed + 1, n, confidence) <= max_rate:
-        allowed += 1
+    allowed = _allowed_count(n, max_rate, confidence)
     t = _threshold_for_rate(conf_unregistered, allowed / n) if n else 0.0
     t = min(max(t, 0.5), 0.99)
     attributed = int((conf_unregistered >= t).sum())
@@ -187,7 +194,9 @@ def choose_thresholds(
 
     The block threshold is the lowest one that reaches the target block precision *and* blocks at most
     ``base.max_authentic_blocked`` of the authentic listings: precision alone lets a few authentic sellers be
-    blocked whenever counterfeits are plentiful.
+    blocked whenever counterfeits are plentiful. With ``base.authentic_blocked_confidence`` that share must hold as
+    a one-sided Clopper-Pearson bound, as for unregistered logos: with fewer than ~1,000 authentic validation
+    listings no blocked one is allowed.
 
     The brand threshold is the smallest one (0.5 to 0.99) at which the share of ``brand_conf_unregistered``
     (best brand confidence of validation listings showing an unregistered brand's logo) attributed to a registered
@@ -208,9 +217,13 @@ def choose_thresholds(
             raise ValueError("a policy with block_needs_brand needs each listing's brand confidence")
         block_risks = np.where(np.asarray(brand_conf) >= brand_t, risks, -np.inf)
     block = _threshold_for_precision(block_risks, positive, base.target_block_precision)
-    block = min(1.0, max(block, _threshold_for_rate(block_risks[authentic], base.max_authentic_blocked), 0.0))
+    n_authentic, authentic_cap = int(authentic.sum()), base.max_authentic_blocked
+    if base.authentic_blocked_confidence is not None and n_authentic:
+        authentic_cap = _allowed_count(n_authentic, authentic_cap, base.authentic_blocked_confidence) / n_authentic
+    block = min(1.0, max(block, _threshold_for_rate(block_risks[authentic], authentic_cap), 0.0))
     review = min(_threshold_for_precision(risks, positive, base.target_review_precision), block)
     if report is not None:
-        report.update(brand_report, brand_threshold=round(brand_t, 6))
+        report.update(brand_report, brand_threshold=round(brand_t, 6), authentic_blocked={
+            "n": n_authentic, "allowed": int(np.floor(authentic_cap * n_authentic + 1e-9))})
     return PolicyConfig.from_dict({**base.to_dict(), "review_threshold": round(review, 6),
                                    "block_threshold": round(block, 6), "brand_threshold": round(brand_t, 6)})
