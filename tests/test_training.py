@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from detector.bundle import load_model
-from detector.features import ListingFeatures, Match
+from detector.features import Candidate, ListingFeatures, Match
 from detector.policy import PolicyConfig
 from training import evaluate as evaluate_mod
 from training import train as train_mod
-from training.classifier import (_threshold_for_precision, attribution_upper_bound, choose_thresholds,
+from training.classifier import (LabelledFeatures, _threshold_for_precision, attribution_upper_bound, choose_thresholds,
                                  unregistered_confidences)
 from training.data import load_dataset, photo_only_copies, photo_only_copy, text_only_copies, text_only_copy
 from training.metrics import image_top_brand, photo_top_brand
@@ -285,6 +285,37 @@ def test_a_policy_that_blocks_only_named_brands_picks_its_block_threshold_among_
     assert decide(1.0, plain, brand_named=False) == "block"  # a plain policy blocks what it names no brand for
     with pytest.raises(ValueError, match="brand confidence"):
         choose_thresholds(risks, labels, np.zeros(0), named)
+
+
+def test_listings_of_authorised_sellers_do_not_hold_the_block_threshold_up():
+    """An authorised seller's listing is never blocked once its brand is named, so it neither costs block precision
+    nor counts against the authentic cap: the threshold is chosen among the listings the policy could block."""
+    from detector.policy import get_policy
+    from training.metrics import decisions_for
+
+    # 100 named counterfeits at 0.8-1.0, three authorised sellers' authentic listings at 0.90-0.99, 297 low ones
+    risks = np.concatenate([np.linspace(0.8, 1.0, 100), [0.99, 0.95, 0.9], np.linspace(0.0, 0.3, 297)])
+    labels = ["counterfeit"] * 100 + ["authentic"] * 300
+    brand_conf = np.full(400, 0.95)
+    authorized = np.zeros(400, dtype=bool)
+    authorized[100:103] = True
+    base = get_policy("default")
+    unaware = choose_thresholds(risks, labels, np.zeros(0), base, brand_conf=brand_conf)
+    aware = choose_thresholds(risks, labels, np.zeros(0), base, brand_conf=brand_conf, authorized=authorized)
+    assert unaware.block_threshold > 0.99 and aware.block_threshold <= 0.8
+    # a policy that may block them keeps them in
+    assert choose_thresholds(risks, labels, np.zeros(0), dataclasses.replace(base, never_block_authorized=False),
+                             brand_conf=brand_conf, authorized=authorized).block_threshold > 0.99
+    # and what the threshold promises holds for the decisions the scorer makes
+    feats = [ListingFeatures(f"L{i}", [Candidate(1, {"authorized_seller": float(a)}, float(c))], {})
+             for i, (c, a) in enumerate(zip(brand_conf, authorized))]
+    data = LabelledFeatures(feats, labels, [1] * 400, ["g"] * 400)
+    decisions = decisions_for(data, risks, aware)
+    assert not any(d == "block" for d, lab in zip(decisions, labels) if lab == "authentic")
+    assert sum(d == "block" for d in decisions) == 100
+    with pytest.raises(ValueError, match="brand confidence"):
+        choose_thresholds(risks, labels, np.zeros(0), dataclasses.replace(base, block_needs_brand=False),
+                          authorized=authorized)
 
 
 def test_brand_threshold_bounds_unregistered_attribution_with_confidence():

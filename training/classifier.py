@@ -18,7 +18,7 @@ from detector.features import ListingFeatures, candidate_matrix, risk_vector
 from detector.policy import PolicyConfig
 
 __all__ = ["ClassifierConfig", "LabelledFeatures", "fit_classifier", "choose_thresholds", "unregistered_confidences",
-           "best_confidences"]
+           "best_confidences", "best_authorized"]
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,12 @@ def best_confidences(data: LabelledFeatures) -> np.ndarray:
     return np.array([lf.best().confidence if lf.best() else 0.0 for lf in data.features], dtype=np.float64)
 
 
+def best_authorized(data: LabelledFeatures) -> np.ndarray:
+    """Whether each listing's best brand candidate lists its seller as authorised (what the policy never blocks once
+    that brand is named)."""
+    return np.array([bool(lf.best() and lf.best().features.get("authorized_seller")) for lf in data.features])
+
+
 def attribution_upper_bound(k: int, n: int, confidence: float) -> float:
     """One-sided Clopper-Pearson upper bound on a rate seen as ``k`` of ``n`` (1.0 when ``n`` is 0)."""
     if n == 0 or k >= n:
@@ -189,6 +195,7 @@ def choose_thresholds(
     base: PolicyConfig,
     report: dict[str, Any] | None = None,
     brand_conf: np.ndarray | None = None,
+    authorized: np.ndarray | None = None,
 ) -> PolicyConfig:
     """Pick review / block thresholds for the policy's targets and the brand-confidence threshold.
 
@@ -205,17 +212,26 @@ def choose_thresholds(
     ``report``, when given, receives how the brand threshold was reached.
 
     With ``base.block_needs_brand`` only listings that name a brand can be blocked, so the block threshold is chosen
-    among those: ``brand_conf`` (each listing's best brand confidence) must then be given.
+    among those: ``brand_conf`` (each listing's best brand confidence) must then be given. Likewise, with
+    ``base.never_block_authorized``, ``authorized`` (whether each listing's best brand lists its seller, see
+    ``best_authorized``; needs ``brand_conf``) leaves out the listings the policy never blocks once that brand is
+    named: the thresholds are chosen among the listings ``training.metrics.decisions_for`` could block.
     """
     positive = np.array([lab == "counterfeit" for lab in labels])
     authentic = np.array([lab == "authentic" for lab in labels])
     brand_t, brand_report = _brand_threshold(np.asarray(brand_conf_unregistered, dtype=np.float64),
                                              base.max_unregistered_attribution, base.attribution_confidence)
-    block_risks = risks
-    if base.block_needs_brand:
+    blockable = np.ones(len(risks), dtype=bool)
+    if base.block_needs_brand or authorized is not None:
         if brand_conf is None or len(brand_conf) != len(risks):
-            raise ValueError("a policy with block_needs_brand needs each listing's brand confidence")
-        block_risks = np.where(np.asarray(brand_conf) >= brand_t, risks, -np.inf)
+            raise ValueError("a policy with block_needs_brand (or authorised sellers given) needs each listing's "
+                             "brand confidence")
+        named = np.asarray(brand_conf) >= brand_t
+        if base.block_needs_brand:
+            blockable &= named
+        if authorized is not None and base.never_block_authorized:
+            blockable &= ~(named & np.asarray(authorized, dtype=bool))
+    block_risks = np.where(blockable, risks, -np.inf)
     block = _threshold_for_precision(block_risks, positive, base.target_block_precision)
     n_authentic, authentic_cap = int(authentic.sum()), base.max_authentic_blocked
     if base.authentic_blocked_confidence is not None and n_authentic:
