@@ -20,7 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -155,8 +155,20 @@ def merge_datasets(main: Dataset, extras: Sequence[Dataset]) -> tuple[Dataset, l
     return merged, appended
 
 
+Records = dict[str, list[dict[str, Any]]]  # dataset rows per split
+
+
+class _Companion(NamedTuple):
+    """A companion marketplace of a run: its dataset and the listings the run takes from it."""
+
+    dataset: Dataset
+    records: Records  # with copies
+    originals: Records  # what split hashes identify
+    copies: dict[str, dict[str, int]]  # copies per kind and split
+
+
 def _select_listings(dataset: Dataset, config: TrainConfig, appended: Sequence[list[dict[str, Any]]] = ()
-                     ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]], dict[str, dict[str, int]]]:
+                     ) -> tuple[Records, Records, dict[str, dict[str, int]]]:
     """A dataset's train and val listings for a run: capped at ``config.max_listings`` (seeded), then the ``appended``
     listings of ``merge_datasets`` (never capped: e.g. a moderator's verdict), then photo- and text-only copies.
 
@@ -179,9 +191,8 @@ def _select_listings(dataset: Dataset, config: TrainConfig, appended: Sequence[l
     return records, originals, copies
 
 
-def _featurize(embedder: Any, feature_config: FeatureConfig, dataset: Dataset,
-               records: dict[str, list[dict[str, Any]]], config: TrainConfig, out_dir: Path, progress: bool
-               ) -> tuple[dict[str, LabelledFeatures], dict[str, int]]:
+def _featurize(embedder: Any, feature_config: FeatureConfig, dataset: Dataset, records: Records, config: TrainConfig,
+               out_dir: Path, progress: bool) -> tuple[dict[str, LabelledFeatures], dict[str, int]]:
     """Features of a dataset's train and val listings against a temporary registry of its train and val brands."""
     home = Path(tempfile.mkdtemp(prefix="train-catalog-", dir=out_dir))
     try:
@@ -276,19 +287,20 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
     records, originals, copies = _select_listings(dataset, config, appended)
     dataset = merged
     assert_no_heldout(records["train"] + records["val"], [b for b in dataset.brands if b["split"] in ("train", "val")])
-    companions = []  # (dataset, records, originals, copies) of each companion marketplace
+    companions = []
     for path in config.companion_data:
         other = load_dataset(dataset_path(path))
-        selected = _select_listings(other, config)
-        assert_no_heldout(selected[0]["train"] + selected[0]["val"],
+        companion = _Companion(other, *_select_listings(other, config))
+        assert_no_heldout(companion.records["train"] + companion.records["val"],
                           [b for b in other.brands if b["split"] in ("train", "val")])
-        companions.append((other, *selected))
+        companions.append(companion)
 
     feature_config = FeatureConfig.from_dict(config.features)
     finetune_report = None
     embedder_config: dict[str, Any] = get_model_config(config.embedder).to_dict()
     # Validation brands stay unseen by the embedder too, so thresholds are tuned on brands new to the model.
-    val_slugs = {b["slug"] for ds in (dataset, *(c[0] for c in companions)) for b in ds.brands if b["split"] == "val"}
+    val_slugs = {b["slug"] for ds in (dataset, *(c.dataset for c in companions)) for b in ds.brands
+                 if b["split"] == "val"}
     whitening_report = None
     if embedder_from is not None or features_from is not None:
         from detector.bundle import load_embedder_weights, resolve_model_path
@@ -321,7 +333,7 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
         log.info("fingerprint whitening: %s", whitening_report)
     embedder = create_embedder(embedder_config, weights_delta=weights_delta)
     parts, slug_to_id = [], {}
-    for i, (ds, recs) in enumerate([(dataset, records), *((c[0], c[1]) for c in companions)]):
+    for i, (ds, recs) in enumerate([(dataset, records), *((c.dataset, c.records) for c in companions)]):
         key = features_key(embedder, feature_config, ds, ("train", "val"), config.index_factory)
         name = FEATURES_FILE if i == 0 else f"features-{dataset_digest(ds)[:12]}.pkl"
         if features_from is not None and (i == 0 or (Path(features_from) / name).is_file()):
@@ -330,7 +342,8 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
             part, ids = _featurize(embedder, feature_config, ds, recs, config, out_dir, progress)
         save_features(out_dir, key, part, ids, name)
         parts.append(part)
-        slug_to_id = slug_to_id or ids
+        if i == 0:
+            slug_to_id = ids  # the main dataset's registry (the sidecar counts its brands)
     labelled = {split: concat_features([part[split] for part in parts]) for split in ("train", "val")}
 
     val = labelled["val"]
@@ -373,12 +386,12 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
             "extra_data": [{"path": str(e.root.resolve()), "generator": e.manifest.get("generator"),
                             "n_listings": {s: sum(r["split"] == s for r in rows) for s in records}}
                            for e, rows in zip(extras, appended)],
-            "companion_data": [{"path": str(c[0].root.resolve()), "generator": c[0].manifest.get("generator"),
-                                "seed": c[0].manifest.get("seed"),
-                                "photo_style": (c[0].manifest.get("config") or {}).get("photo_style"),
-                                "split_hashes": {s: split_hash(c[2][s]) for s in c[2]},
-                                "n_listings": {s: len(c[2][s]) for s in c[2]},
-                                "photo_only_copies": c[3]["photo_only"], "text_only_copies": c[3]["text_only"]}
+            "companion_data": [{"path": str(c.dataset.root.resolve()), "generator": c.dataset.manifest.get("generator"),
+                                "seed": c.dataset.manifest.get("seed"),
+                                "photo_style": (c.dataset.manifest.get("config") or {}).get("photo_style"),
+                                "split_hashes": {s: split_hash(recs) for s, recs in c.originals.items()},
+                                "n_listings": {s: len(recs) for s, recs in c.originals.items()},
+                                "photo_only_copies": c.copies["photo_only"], "text_only_copies": c.copies["text_only"]}
                                for c in companions],
             "heldout_rule": "int(sha1(slug).hexdigest(), 16) % 10 == 0 brands excluded from training and tuning",
         },
