@@ -43,6 +43,12 @@ class PolicyConfig:
         if not 0.0 <= self.review_threshold <= self.block_threshold <= 1.0:
             raise ValueError(f"policy {self.name!r}: need 0 <= review <= block <= 1")
 
+    def can_block(self, authorized_seller: bool, brand_named: bool) -> bool:
+        """Whether a listing may be blocked at all: not an authorised seller's (of the named brand) when those are
+        never blocked, and naming a brand when blocks need one. Training chooses thresholds among these listings."""
+        return (not (authorized_seller and self.never_block_authorized)
+                and (brand_named or not self.block_needs_brand))
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "PolicyConfig":
         return build_config(cls, d, "policy")
@@ -73,9 +79,7 @@ def get_policy(name: str | Path | PolicyConfig) -> PolicyConfig:
 
 def decide(risk: float, policy: PolicyConfig, authorized_seller: bool = False, brand_named: bool = True) -> str:
     """``allow``, ``review`` or ``block`` for a calibrated risk; ``brand_named``: the listing's brand is reported."""
-    blockable = (not (authorized_seller and policy.never_block_authorized)
-                 and (brand_named or not policy.block_needs_brand))
-    if risk >= policy.block_threshold and blockable:
+    if risk >= policy.block_threshold and policy.can_block(authorized_seller, brand_named):
         return "block"
     if risk >= policy.review_threshold:
         return "review"

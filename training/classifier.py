@@ -221,16 +221,13 @@ def choose_thresholds(
     authentic = np.array([lab == "authentic" for lab in labels])
     brand_t, brand_report = _brand_threshold(np.asarray(brand_conf_unregistered, dtype=np.float64),
                                              base.max_unregistered_attribution, base.attribution_confidence)
-    blockable = np.ones(len(risks), dtype=bool)
-    if base.block_needs_brand or authorized is not None:
-        if brand_conf is None or len(brand_conf) != len(risks):
-            raise ValueError("a policy with block_needs_brand (or authorised sellers given) needs each listing's "
-                             "brand confidence")
-        named = np.asarray(brand_conf) >= brand_t
-        if base.block_needs_brand:
-            blockable &= named
-        if authorized is not None and base.never_block_authorized:
-            blockable &= ~(named & np.asarray(authorized, dtype=bool))
+    if (base.block_needs_brand or authorized is not None) and (brand_conf is None or len(brand_conf) != len(risks)):
+        raise ValueError("a policy with block_needs_brand (or authorised sellers given) needs each listing's brand "
+                         "confidence")
+    named = np.ones(len(risks), bool) if brand_conf is None else np.asarray(brand_conf) >= brand_t
+    sellers = np.zeros(len(risks), bool) if authorized is None else np.asarray(authorized, dtype=bool)
+    # the seller counts as authorised only for a named brand, as in training.metrics.decisions_for
+    blockable = np.array([base.can_block(bool(a and n), bool(n)) for a, n in zip(sellers, named)], dtype=bool)
     block_risks = np.where(blockable, risks, -np.inf)
     block = _threshold_for_precision(block_risks, positive, base.target_block_precision)
     n_authentic, authentic_cap = int(authentic.sum()), base.max_authentic_blocked
