@@ -369,6 +369,44 @@ def test_unregistered_confidences_pick_unregistered_logo_listings():
     assert unregistered_confidences(plain).tolist() == [0.4, 0.7, 0.0]
 
 
+def test_a_listing_drawn_twice_is_one_trial_of_each_bound():
+    """A companion marketplace draws the same listings again (same ids, other photos): the two drawings are not two
+    independent trials, so each bound counts the listing once, at its higher confidence or risk. Counted twice,
+    96 unregistered-logo listings would allow one attribution and 500 authentic listings one blocked."""
+    from detector.features import Candidate, ListingFeatures
+    from detector.policy import get_policy
+    from training.classifier import listing_ids
+
+    rng = np.random.default_rng(1)
+    first = np.concatenate([rng.uniform(0.0, 0.6, 95), [0.8]])
+    second = np.concatenate([rng.uniform(0.0, 0.6, 95), [0.9]])
+    feats = [ListingFeatures(f"L{i % 96}", [Candidate(1, {}, float(c))], {})
+             for i, c in enumerate(np.concatenate([first, second]))]
+    records = [{"listing_id": f"L{i % 96}", "meta": {"kind": "unregistered_logo"}} for i in range(192)]
+    data = LabelledFeatures(feats, ["unbranded"] * 192, [None] * 192, ["g"] * 192, records)
+    assert listing_ids(data)[96] == "L0"
+    once = unregistered_confidences(data)
+    assert len(once) == 96 and once.tolist() == np.maximum(first, second).tolist()
+
+    base = dataclasses.replace(get_policy("default"), block_needs_brand=False)
+    risks, labels = np.array([0.9, 0.1]), ["counterfeit", "authentic"]
+    twice = np.concatenate([first, second])
+    assert choose_thresholds(risks, labels, twice, base).brand_threshold <= 0.8  # 192 "trials" allow one
+    assert choose_thresholds(risks, labels, once, base).brand_threshold > 0.9
+
+    authentic = np.linspace(0.0, 0.3, 500)
+    redrawn = authentic.copy()
+    authentic[0] = 0.99  # one authentic listing's first drawing scores among the counterfeits, its second does not
+    risks = np.concatenate([np.linspace(0.9, 1.0, 2000), authentic, redrawn])
+    labels = ["counterfeit"] * 2000 + ["authentic"] * 1000
+    ids = [f"C{i}" for i in range(2000)] + [f"A{i % 500}" for i in range(1000)]
+    report: dict = {}
+    as_rows = choose_thresholds(risks, labels, np.zeros(0), base)
+    as_listings = choose_thresholds(risks, labels, np.zeros(0), base, report=report, ids=ids)
+    assert as_rows.block_threshold <= 0.99 < as_listings.block_threshold
+    assert report["authentic_blocked"] == {"n": 500, "allowed": 0}
+
+
 def test_compare_and_model_store(trained, small_dataset, tmp_path):
     from detector.bundle import register_bento_model
 

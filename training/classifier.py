@@ -18,7 +18,7 @@ from detector.features import ListingFeatures, candidate_matrix, risk_vector
 from detector.policy import PolicyConfig
 
 __all__ = ["ClassifierConfig", "LabelledFeatures", "fit_classifier", "choose_thresholds", "unregistered_confidences",
-           "best_confidences", "best_authorized"]
+           "best_confidences", "best_authorized", "listing_ids"]
 
 log = logging.getLogger(__name__)
 
@@ -133,17 +133,35 @@ def _threshold_for_rate(scores: np.ndarray, max_rate: float) -> float:
     return float(np.ceil(np.nextafter(ranked[allowed], np.inf) * 1e6) / 1e6)
 
 
+def listing_ids(data: LabelledFeatures) -> list[str]:
+    """Each row's listing id (its position when the data has no records)."""
+    if not data.records:
+        return [str(i) for i in range(len(data.labels))]
+    return [str(r.get("listing_id", i)) for i, r in enumerate(data.records)]
+
+
+def _max_by(values: np.ndarray, keys: Sequence[str]) -> np.ndarray:
+    """Highest value for each key, keys in first-seen order."""
+    best: dict[str, float] = {}
+    for key, value in zip(keys, values):
+        best[key] = max(best.get(key, -np.inf), float(value))
+    return np.fromiter(best.values(), dtype=np.float64, count=len(best))
+
+
 def unregistered_confidences(data: LabelledFeatures) -> np.ndarray:
     """Best brand confidence of each listing showing an unregistered brand's logo (brand confidences must be set).
 
     Listings are recognised by their record's ``meta.kind == "unregistered_logo"`` (generated data); data without
-    such records (e.g. only moderators' verdicts) falls back to every unbranded listing.
+    such records (e.g. only moderators' verdicts) falls back to every unbranded listing. A listing that appears more
+    than once (a companion marketplace draws the same listings again) is one trial of the attribution bound, at its
+    highest confidence.
     """
     kinds = [(r.get("meta") or {}).get("kind") for r in data.records] if data.records else [None] * len(data.labels)
     pick = [i for i, k in enumerate(kinds) if k == "unregistered_logo"]
     if not pick:
         pick = [i for i, lab in enumerate(data.labels) if lab == "unbranded"]
-    return best_confidences(data)[pick]
+    ids = listing_ids(data)
+    return _max_by(best_confidences(data)[pick], [ids[i] for i in pick])
 
 
 def best_confidences(data: LabelledFeatures) -> np.ndarray:
@@ -196,6 +214,7 @@ def choose_thresholds(
     report: dict[str, Any] | None = None,
     brand_conf: np.ndarray | None = None,
     authorized: np.ndarray | None = None,
+    ids: Sequence[str] | None = None,
 ) -> PolicyConfig:
     """Pick review / block thresholds for the policy's targets and the brand-confidence threshold.
 
@@ -216,6 +235,10 @@ def choose_thresholds(
     ``base.never_block_authorized``, ``authorized`` (whether each listing's best brand lists its seller, see
     ``best_authorized``; needs ``brand_conf``) leaves out the listings the policy never blocks once that brand is
     named: the thresholds are chosen among the listings ``training.metrics.decisions_for`` could block.
+
+    ``ids`` (each row's listing id, see ``listing_ids``) makes a listing drawn more than once count once in the
+    authentic-blocked bound, at its highest risk, as ``unregistered_confidences`` does for the brand threshold: two
+    drawings of one listing are not two independent trials.
     """
     positive = np.array([lab == "counterfeit" for lab in labels])
     authentic = np.array([lab == "authentic" for lab in labels])
@@ -230,10 +253,12 @@ def choose_thresholds(
     blockable = np.array([base.can_block(bool(a and n), bool(n)) for a, n in zip(sellers, named)], dtype=bool)
     block_risks = np.where(blockable, risks, -np.inf)
     block = _threshold_for_precision(block_risks, positive, base.target_block_precision)
-    n_authentic, authentic_cap = int(authentic.sum()), base.max_authentic_blocked
+    keys = [str(i) for i in range(len(risks))] if ids is None else list(ids)
+    authentic_risks = _max_by(block_risks[authentic], [k for k, a in zip(keys, authentic) if a])
+    n_authentic, authentic_cap = len(authentic_risks), base.max_authentic_blocked
     if base.authentic_blocked_confidence is not None and n_authentic:
         authentic_cap = _allowed_count(n_authentic, authentic_cap, base.authentic_blocked_confidence) / n_authentic
-    block = min(1.0, max(block, _threshold_for_rate(block_risks[authentic], authentic_cap), 0.0))
+    block = min(1.0, max(block, _threshold_for_rate(authentic_risks, authentic_cap), 0.0))
     review = min(_threshold_for_precision(risks, positive, base.target_review_precision), block)
     if report is not None:
         report.update(brand_report, brand_threshold=round(brand_t, 6), authentic_blocked={

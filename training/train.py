@@ -32,7 +32,7 @@ from detector.features import FeatureConfig, Featurizer, brand_infos
 from detector.policy import get_policy
 from indexes.catalog import Catalog
 from training.classifier import (ClassifierConfig, LabelledFeatures, best_authorized, best_confidences,
-                                 choose_thresholds, fit_classifier, unregistered_confidences)
+                                 choose_thresholds, fit_classifier, listing_ids, unregistered_confidences)
 from training.data import Dataset, load_dataset, photo_only_copies, text_only_copies
 from training.pipeline import (FEATURES_FILE, concat_features, dataset_digest, dataset_path, featurize_records,
                                features_key, label_features, load_features, register_brands, save_features,
@@ -358,7 +358,7 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
     brand_report: dict[str, Any] = {}
     policy = choose_thresholds(risks, val.labels, unregistered_confidences(val), get_policy(config.policy),
                                report=brand_report, brand_conf=best_confidences(val),
-                               authorized=best_authorized(val))
+                               authorized=best_authorized(val), ids=listing_ids(val))
     policy.name = f"{config.name}-tuned"
     log.info("brand threshold: %s", brand_report)
 
