@@ -16,7 +16,8 @@ from training import evaluate as evaluate_mod
 from training import train as train_mod
 from training.classifier import (LabelledFeatures, _threshold_for_precision, attribution_upper_bound, choose_thresholds,
                                  unregistered_confidences)
-from training.data import load_dataset, photo_only_copies, photo_only_copy, text_only_copies, text_only_copy
+from training.data import (load_dataset, photo_only_copies, photo_only_copy, source_listing_id, text_only_copies,
+                           text_only_copy)
 from training.metrics import image_top_brand, photo_top_brand
 from training.pipeline import load_features
 from training.splits import is_heldout_brand, split_hash
@@ -169,6 +170,7 @@ def test_text_only_copies(small_dataset):
     for key in ("title", "description", "price", "currency", "seller_id", "label", "brand_slug", "split"):
         assert copy[key] == sold[key]
     assert copy["images"] == donor["images"] and copy["listing_id"] == sold["listing_id"] + "-text"
+    assert source_listing_id(copy["listing_id"]) == source_listing_id(sold["listing_id"]) == sold["listing_id"]
     assert copy["meta"]["text_only"] and copy["meta"]["logo_slug"] is None
     assert copy["meta"]["photos_of"] == donor["listing_id"]
     reupload = next(r for r in records if r["meta"]["kind"] == "reupload")
@@ -210,6 +212,7 @@ def test_photo_only_copies(small_dataset):
     for key in ("images", "price", "currency", "seller_id", "label", "brand_slug", "split"):
         assert copy[key] == logo[key]
     assert copy["listing_id"] == logo["listing_id"] + "-photo" and copy["description"] == ""
+    assert source_listing_id(copy["listing_id"]) == logo["listing_id"]
     assert copy["meta"]["photo_only"] and copy["meta"]["logo_slug"] == logo["meta"]["logo_slug"]
     words = set(copy["title"].lower().split())
     assert words and words <= set(f"{logo['meta']['product_colour']} {logo['meta']['product']}".lower()
@@ -370,8 +373,8 @@ def test_unregistered_confidences_pick_unregistered_logo_listings():
 
 
 def test_a_listing_drawn_twice_is_one_trial_of_each_bound():
-    """A companion marketplace draws the same listings again (same ids, other photos): the two drawings are not two
-    independent trials, so each bound counts the listing once, at its higher confidence or risk. Counted twice,
+    """A companion marketplace draws the same listings again (same ids, other photos), a photo-only copy reuses a
+    listing's photos: they are not independent trials, so each bound counts the listing once, at its higher confidence or risk. Counted twice,
     96 unregistered-logo listings would allow one attribution and 500 authentic listings one blocked."""
     from detector.features import Candidate, ListingFeatures
     from detector.policy import get_policy
@@ -382,7 +385,9 @@ def test_a_listing_drawn_twice_is_one_trial_of_each_bound():
     second = np.concatenate([rng.uniform(0.0, 0.6, 95), [0.9]])
     feats = [ListingFeatures(f"L{i % 96}", [Candidate(1, {}, float(c))], {})
              for i, c in enumerate(np.concatenate([first, second]))]
-    records = [{"listing_id": f"L{i % 96}", "meta": {"kind": "unregistered_logo"}} for i in range(192)]
+    # the second drawing of L0 comes as a photo-only copy: the same listing's photos again
+    records = [{"listing_id": "L0-photo" if i == 96 else f"L{i % 96}", "meta": {"kind": "unregistered_logo"}}
+               for i in range(192)]
     data = LabelledFeatures(feats, ["unbranded"] * 192, [None] * 192, ["g"] * 192, records)
     assert listing_ids(data)[96] == "L0"
     once = unregistered_confidences(data)

@@ -16,6 +16,7 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 from detector.classifier import RiskClassifier
 from detector.features import ListingFeatures, candidate_matrix, risk_vector
 from detector.policy import PolicyConfig
+from training.data import source_listing_id
 
 __all__ = ["ClassifierConfig", "LabelledFeatures", "fit_classifier", "choose_thresholds", "unregistered_confidences",
            "best_confidences", "best_authorized", "listing_ids"]
@@ -134,10 +135,11 @@ def _threshold_for_rate(scores: np.ndarray, max_rate: float) -> float:
 
 
 def listing_ids(data: LabelledFeatures) -> list[str]:
-    """Each row's listing id (its position when the data has no records)."""
+    """Each row's source listing: its listing id, or for a photo-only / text-only copy the listing it was made from
+    (the copy shares its photos or its text); the row's position when the data has no records."""
     if not data.records:
         return [str(i) for i in range(len(data.labels))]
-    return [str(r.get("listing_id", i)) for i, r in enumerate(data.records)]
+    return [source_listing_id(str(r.get("listing_id", i))) for i, r in enumerate(data.records)]
 
 
 def _max_by(values: np.ndarray, keys: Sequence[str]) -> np.ndarray:
@@ -153,8 +155,8 @@ def unregistered_confidences(data: LabelledFeatures) -> np.ndarray:
 
     Listings are recognised by their record's ``meta.kind == "unregistered_logo"`` (generated data); data without
     such records (e.g. only moderators' verdicts) falls back to every unbranded listing. A listing that appears more
-    than once (a companion marketplace draws the same listings again) is one trial of the attribution bound, at its
-    highest confidence.
+    than once (a companion marketplace draws the same listings again, a photo-only copy reuses its photos) is one
+    trial of the attribution bound, at its highest confidence (see ``listing_ids``).
     """
     kinds = [(r.get("meta") or {}).get("kind") for r in data.records] if data.records else [None] * len(data.labels)
     pick = [i for i, k in enumerate(kinds) if k == "unregistered_logo"]
@@ -236,9 +238,9 @@ def choose_thresholds(
     ``best_authorized``; needs ``brand_conf``) leaves out the listings the policy never blocks once that brand is
     named: the thresholds are chosen among the listings ``training.metrics.decisions_for`` could block.
 
-    ``ids`` (each row's listing id, see ``listing_ids``) makes a listing drawn more than once count once in the
-    authentic-blocked bound, at its highest risk, as ``unregistered_confidences`` does for the brand threshold: two
-    drawings of one listing are not two independent trials.
+    ``ids`` (each row's source listing, see ``listing_ids``) makes a listing seen more than once (drawn again by a
+    companion marketplace, or copied photo-only or text-only) count once in the authentic-blocked bound, at its
+    highest risk, as ``unregistered_confidences`` does for the brand threshold: they are not independent trials.
     """
     positive = np.array([lab == "counterfeit" for lab in labels])
     authentic = np.array([lab == "authentic" for lab in labels])

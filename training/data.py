@@ -1037,6 +1037,17 @@ class Dataset:
             return im.convert("RGB")
 
 
+PHOTO_ONLY_SUFFIX, TEXT_ONLY_SUFFIX = "-photo", "-text"  # what a copy's listing id adds to its source's
+
+
+def source_listing_id(listing_id: str) -> str:
+    """The generated listing a photo-only or text-only copy was made from (the id itself for any other listing)."""
+    for suffix in (PHOTO_ONLY_SUFFIX, TEXT_ONLY_SUFFIX):
+        if listing_id.endswith(suffix):
+            return listing_id[: -len(suffix)]
+    return listing_id
+
+
 def photo_only_copy(rec: dict[str, Any]) -> dict[str, Any] | None:
     """The listing as a seller who names no brand would post it: same photos, price and seller, the title reduced
     to the product's colour and kind, no description. ``None`` for a listing whose photos show no logo.
@@ -1049,7 +1060,7 @@ def photo_only_copy(rec: dict[str, Any]) -> dict[str, Any] | None:
     if not meta.get("logo_slug") or not meta.get("product"):
         return None
     title = f"{meta.get('product_colour') or ''} {str(meta['product']).replace('_', ' ')}".strip()
-    return {**rec, "listing_id": f"{rec['listing_id']}-photo", "title": title[:1].upper() + title[1:],
+    return {**rec, "listing_id": f"{rec['listing_id']}{PHOTO_ONLY_SUFFIX}", "title": title[:1].upper() + title[1:],
             "description": "", "meta": {**meta, "obfuscation": None, "shown_name": None, "photo_only": True}}
 
 
@@ -1076,7 +1087,7 @@ def text_only_copy(rec: dict[str, Any], donor: dict[str, Any]) -> dict[str, Any]
     if rec.get("label") not in ("counterfeit", "authentic") or not rec.get("brand_slug") or \
             meta.get("kind") == "reupload" or not donor.get("images"):
         return None
-    return {**rec, "listing_id": f"{rec['listing_id']}-text", "images": list(donor["images"]),
+    return {**rec, "listing_id": f"{rec['listing_id']}{TEXT_ONLY_SUFFIX}", "images": list(donor["images"]),
             "meta": {**meta, "logo_slug": None, "text_only": True, "photos_of": donor["listing_id"]}}
 
 
