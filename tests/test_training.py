@@ -410,6 +410,8 @@ def test_a_listing_drawn_twice_is_one_trial_of_each_bound():
     as_listings = choose_thresholds(risks, labels, np.zeros(0), base, report=report, ids=ids)
     assert as_rows.block_threshold <= 0.99 < as_listings.block_threshold
     assert report["authentic_blocked"] == {"n": 500, "allowed": 0}
+    with pytest.raises(ValueError, match="listing ids"):
+        choose_thresholds(risks, labels, np.zeros(0), base, ids=ids[:-1])
 
 
 def test_compare_and_model_store(trained, small_dataset, tmp_path):

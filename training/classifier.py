@@ -256,6 +256,8 @@ def choose_thresholds(
     block_risks = np.where(blockable, risks, -np.inf)
     block = _threshold_for_precision(block_risks, positive, base.target_block_precision)
     keys = [str(i) for i in range(len(risks))] if ids is None else list(ids)
+    if len(keys) != len(risks):
+        raise ValueError(f"{len(keys)} listing ids for {len(risks)} risks")
     authentic_risks = _max_by(block_risks[authentic], [k for k, a in zip(keys, authentic) if a])
     n_authentic, authentic_cap = len(authentic_risks), base.max_authentic_blocked
     if base.authentic_blocked_confidence is not None and n_authentic:
