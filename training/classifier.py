@@ -139,7 +139,7 @@ def listing_ids(data: LabelledFeatures) -> list[str]:
     (the copy shares its photos or its text); the row's position when the data has no records."""
     if not data.records:
         return [str(i) for i in range(len(data.labels))]
-    return [source_listing_id(str(r.get("listing_id", i))) for i, r in enumerate(data.records)]
+    return [source_listing_id(r) if "listing_id" in r else str(i) for i, r in enumerate(data.records)]
 
 
 def _max_by(values: np.ndarray, keys: Sequence[str]) -> np.ndarray:

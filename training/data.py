@@ -1040,10 +1040,12 @@ class Dataset:
 PHOTO_ONLY_SUFFIX, TEXT_ONLY_SUFFIX = "-photo", "-text"  # what a copy's listing id adds to its source's
 
 
-def source_listing_id(listing_id: str) -> str:
-    """The generated listing a photo-only or text-only copy was made from (the id itself for any other listing)."""
-    for suffix in (PHOTO_ONLY_SUFFIX, TEXT_ONLY_SUFFIX):
-        if listing_id.endswith(suffix):
+def source_listing_id(rec: dict[str, Any]) -> str:
+    """The id of the listing a photo-only or text-only copy was made from; any other listing's own id (a listing
+    whose id merely ends like a copy's is not one)."""
+    listing_id, meta = str(rec["listing_id"]), rec.get("meta") or {}
+    for flag, suffix in (("photo_only", PHOTO_ONLY_SUFFIX), ("text_only", TEXT_ONLY_SUFFIX)):
+        if meta.get(flag) and listing_id.endswith(suffix):
             return listing_id[: -len(suffix)]
     return listing_id
 
