@@ -337,6 +337,9 @@ class EvidenceOut(BaseModel):
                                  "(a re-used photo stands out)")
     inliers: int | None = Field(None, description="known_fake: keypoint matches with that fake's photo that agree on "
                                 "one transform (a re-used photo keeps dozens to hundreds; null: not checked)")
+    generic: float | None = Field(None, description="authentic: the matched region's cosine to the nearest plain "
+                                  "geometric mark (a ring, stripes, dots); close to similarity, the region may be a "
+                                  "decoration rather than the brand's mark (null: model does not check)")
 
 
 class ScoreResponse(BaseModel):

@@ -21,6 +21,7 @@ from PIL import Image
 
 from detector.dataclass_config import build_config
 from detector.listing import Listing
+from detector.plain_marks import plain_mark_bank, plain_mark_similarity
 from detector.text import BrandTextMatcher, TextMatch, mention_context, replica_terms
 from detector.verify import KeypointVerifier
 
@@ -43,6 +44,7 @@ CANDIDATE_FEATURES = (
     "img_sim",  # best region-to-authentic-asset cosine for this brand
     "img_margin",  # img_sim minus the best other brand's img_sim
     "img_top1",  # 1 when this brand is the image top-1
+    "img_generic",  # that best region's cosine to the nearest plain geometric mark (0 unless plain_marks is on)
     "fake_sim",  # photo-to-known-fake fingerprint cosine of this brand's most distinctive known-fake hit
     "fake_margin",  # how far that hit stands out from the photo's next known fake (a re-used photo stands out)
     "fake_inliers",  # keypoint matches of that hit that agree on one similarity transform (detector.verify)
@@ -89,6 +91,9 @@ class FeatureConfig:
     # Known-fake hits per photo checked by keypoint matching (detector.verify: is the photo a re-used fake photo?);
     # 0 turns it off (models trained before it have no such feature).
     fake_verify_k: int = 0
+    # Score each image match's region against plain geometric marks (detector.plain_marks: a ring, stripes, dots);
+    # off, img_generic is 0 (models trained before it never saw it).
+    plain_marks: bool = False
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "FeatureConfig":
@@ -126,6 +131,7 @@ class Match:
     modality: str  # "image" or "text"
     similarity: float  # cosine for embeddings and fingerprints, fuzzy-match score for names
     margin: float | None = None  # known fakes: similarity minus the photo's next known fake's (distinctiveness)
+    generic: float | None = None  # authentic image matches: the region's cosine to the nearest plain geometric mark
     inliers: int | None = None  # known fakes: geometrically verified keypoint matches (None: not verified)
     image_index: int | None = None  # which listing photo
     box: tuple[float, float, float, float] | None = None  # matched region of that photo (fractions)
@@ -229,6 +235,7 @@ class Featurizer:
         self.config = config or FeatureConfig()
         self.ocr = ocr if ocr is not None or not self.config.ocr else OcrReader(self.config.ocr_min_confidence, self.config.ocr_max_side)
         self.verifier = KeypointVerifier() if self.config.fake_verify_k > 0 else None
+        self.plain_marks = plain_mark_bank(embedder) if self.config.plain_marks else None
         self.set_brands(brands)
 
     def set_brands(self, brands: dict[int, BrandInfo]) -> None:
@@ -285,6 +292,8 @@ class Featurizer:
         n_photos, n_regions, dim = regions.shape
         sims, ids = self.catalog.search_images(regions.reshape(-1, dim), "authentic", self.config.image_k)
         boxes = self.embedder.boxes
+        generic = (plain_mark_similarity(regions.reshape(-1, dim), self.plain_marks)
+                   if self.plain_marks is not None else None)
         for photo, brand, sim, asset_id, row in self._best_per_brand(sims, ids, n_regions, range(n_photos)):
             listing = owner[photo]
             per_photo[listing].setdefault(local[photo], {})[brand] = sim
@@ -292,6 +301,7 @@ class Featurizer:
             if held is None or sim > held[0]:
                 region = row - photo * n_regions
                 acc[listing][brand] = (sim, Match(asset_id, brand, "authentic", "image", sim,
+                                                  generic=None if generic is None else float(generic[row]),
                                                   image_index=local[photo],
                                                   box=tuple(float(v) for v in boxes[region])))
 
@@ -420,6 +430,7 @@ class Featurizer:
                 "img_sim": img_sim,
                 "img_margin": img_sim - other,
                 "img_top1": float(bool(ranked_img) and ranked_img[0][0] == b),
+                "img_generic": (img[b][1].generic or 0.0) if b in img else 0.0,
                 # The brand's best region cosine averaged over the photos: reported, not a classifier input (as one
                 # it moved the brand threshold more than it separated look-alikes; docs/results.md, "Cross-photo consistency").
                 "img_sim_photos": float(np.mean([p.get(b, f) for p, f in photo_floors])) if photo_floors else floor,

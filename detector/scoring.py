@@ -38,6 +38,7 @@ class EvidenceItem:
     text: str | None = None
     margin: float | None = None  # known fakes: how far the match stands out from the photo's next known fake
     inliers: int | None = None  # known fakes: keypoint matches agreeing on one transform (a re-used photo: many)
+    generic: float | None = None  # authentic image matches: the region's cosine to the nearest plain geometric mark
 
 
 @dataclass
@@ -134,7 +135,8 @@ class Scorer:
         evidence = [
             EvidenceItem(m.asset_id, m.brand_id, m.kind, m.modality, round(m.similarity, 4), m.image_index,
                          list(m.box) if m.box else None, m.text,
-                         round(m.margin, 4) if m.margin is not None else None, m.inliers)
+                         round(m.margin, 4) if m.margin is not None else None, m.inliers,
+                         round(m.generic, 4) if m.generic is not None else None)
             for m in lf.evidence
             if m.brand_id in brands and (m.brand_id in candidates or self._close_fake(m))
         ]

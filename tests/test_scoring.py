@@ -285,3 +285,57 @@ def test_a_mark_in_every_photo_scores_higher_across_photos_than_one_photo_showin
     assert feats["single"]["img_sim_photos"] == pytest.approx(feats["single"]["img_sim"], abs=1e-5)
     assert feats["one"]["img_sim_photos"] < feats["one"]["img_sim"]
     assert feats["both"]["img_sim_photos"] > feats["one"]["img_sim_photos"]
+
+
+def _ring(size: int, colour: tuple[int, int, int, int] = (200, 30, 30, 255)) -> Image.Image:
+    """A plain ring as an RGBA logo (drawn here, not taken from detector.plain_marks)."""
+    from PIL import ImageDraw
+
+    ring = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    ImageDraw.Draw(ring).ellipse((size * .15, size * .15, size * .85, size * .85), outline=colour,
+                                 width=size // 9)
+    return ring
+
+
+def test_a_plain_ring_matched_to_a_ring_brand_is_reported_generic_and_a_real_logo_is_not(default_bundle, tmp_path):
+    """With ``plain_marks`` each authentic image match carries its region's cosine to the nearest plain geometric
+    mark (``Match.generic``, the ``img_generic`` feature, the evidence item's ``generic``): a ring printed on a
+    product, matched to a brand whose mark is a ring, is much more generic than a real brand's logo matched to its
+    own reference; off, nothing is reported and the feature is 0."""
+    from detector.plain_marks import draw_plain_marks, plain_mark_bank, plain_mark_similarity
+
+    icon = next(i for i in render.list_icons() if is_heldout_brand(i.slug))
+    rng = np.random.default_rng(5)
+    logo_photo = render.compose_listing_photo(render.render_logo(icon, 256), rng, 320)
+    ring_photo = render.compose_listing_photo(_ring(256), rng, 320, product="mug")
+    on, off = (dataclasses.replace(default_bundle, feature_config=dataclasses.replace(
+        default_bundle.feature_config, plain_marks=flag)) for flag in (True, False))
+    with Catalog.open(tmp_path / "home", default_bundle.embedder) as catalog:
+        logo_brand, _ = catalog.add_brand(icon.title)
+        ring_brand, _ = catalog.add_brand("Ringo Labs")
+        catalog.add_assets([AssetInput(logo_brand, "authentic", render.render_reference(icon, v))
+                            for v in ("light", "dark")])
+        reference = Image.new("RGB", (256, 256), (255, 255, 255))
+        reference.paste(_ring(256, (20, 20, 20, 255)), mask=_ring(256))
+        catalog.add_assets([AssetInput(ring_brand, "authentic", reference)])
+        listings = [Listing("logo", images=[logo_photo]), Listing("ring", images=[ring_photo])]
+        scorer = Scorer(on, catalog)
+        logo_lf, ring_lf = scorer.featurizer.featurize(listings)
+        scored = scorer.score_batch(listings)
+        plain_lf = Scorer(off, catalog).featurizer.featurize(listings)[0]
+
+    def match(lf, brand):
+        return next(m for m in lf.evidence if m.kind == "authentic" and m.brand_id == brand)
+
+    logo_match, ring_match = match(logo_lf, logo_brand), match(ring_lf, ring_brand)
+    assert ring_match.generic > logo_match.generic + 0.15, (ring_match.generic, logo_match.generic)
+    for lf, m in ((logo_lf, logo_match), (ring_lf, ring_match)):
+        assert next(c for c in lf.candidates if c.brand_id == m.brand_id).features["img_generic"] == m.generic
+    reported = next(e for e in scored[1].evidence if e.kind == "authentic" and e.brand_id == ring_brand)
+    assert reported.generic == pytest.approx(ring_match.generic, abs=1e-4)
+    assert match(plain_lf, logo_brand).generic is None
+    assert all(c.features["img_generic"] == 0.0 for c in plain_lf.candidates)
+    bank = plain_mark_bank(default_bundle.embedder)
+    assert bank.shape == (len(draw_plain_marks()), default_bundle.embedder.dim)
+    assert plain_mark_bank(default_bundle.embedder) is bank  # embedded once per embedder
+    assert np.allclose(plain_mark_similarity(bank[:3], bank), 1.0, atol=1e-5)
