@@ -735,3 +735,47 @@ def test_a_classifier_fitted_before_a_feature_was_added_keeps_working(tmp_path):
     (tmp_path / "classifier.json").write_text(json.dumps(meta))
     with pytest.raises(ClassifierVersionError, match="seller_age_days"):
         RiskClassifier.load(tmp_path)
+
+
+def test_generic_probe_reports_the_named_brands_image_matches_of_an_evaluation(trained, small_dataset, tmp_path):
+    """``training.generic_probe`` reads an evaluation's saved features (the quick config turns ``plain_marks`` on)
+    and splits the listings' named brands with an image match into the listing's own mark and a brand named on
+    logo-free goods; every row agrees with the evaluation's predictions and features."""
+    from training import generic_probe
+
+    evaluated, out = tmp_path / "eval", tmp_path / "probe"
+    assert evaluate_mod.main(["--model", str(trained), "--data", str(small_dataset), "--out", str(evaluated),
+                              "--no-report", "--no-progress"]) == 0
+    assert generic_probe.main(["--features", str(evaluated), "--model", str(trained), "--out", str(out)]) == 0
+    result = json.loads((out / "generic_probe.json").read_text())
+    preds = {p["listing_id"]: p for p in map(json.loads, (evaluated / "predictions.jsonl").read_text().splitlines())}
+    kinds = {r["listing_id"]: r["meta"]["kind"] for r in load_dataset(small_dataset).listings_for("test")}
+    with (evaluated / train_mod.FEATURES_FILE).open("rb") as f:
+        saved = pickle.load(f)
+    assert saved["key"]["feature_config"]["plain_marks"] is True
+    features = {lf.listing_id: lf for lf in saved["labelled"]["test"].features}
+
+    rows = {name: [] for name in ("mark", "decoration")}
+    for lid, p in preds.items():  # recount from the predictions and the saved features
+        if p["brand_id"] is None:
+            continue
+        cand = next(c for c in features[lid].candidates if c.brand_id == p["brand_id"])
+        if cand.features["img_sim"] > 0 and cand.features["img_generic"] > 0:
+            if kinds[lid] == "generic":
+                rows["decoration"].append((lid, cand))
+            elif p["brand_id"] == p["true_brand_id"]:
+                rows["mark"].append((lid, cand))
+    assert rows["mark"], "the quick model names some held-out brands from their photos"
+    for name, expected in rows.items():
+        group = result["groups"][name]
+        assert group["n"] == len(expected)
+        if expected:
+            diff = np.array([c.features["img_sim"] - c.features["img_generic"] for _, c in expected])
+            assert group["median_difference"] == pytest.approx(np.median(diff), abs=1e-4)
+            assert group["below_cutoff"]["0.05"] == pytest.approx(np.mean(diff < 0.05), abs=1e-4)
+            assert all(0 < c.features["img_generic"] <= 1.0001 for _, c in expected)
+    by_genericness = sorted(rows["decoration"], reverse=True,
+                            key=lambda r: r[1].features["img_generic"] - r[1].features["img_sim"])
+    assert [r["listing_id"] for r in result["decorations"]] == [lid for lid, _ in by_genericness]
+    if rows["mark"] and rows["decoration"]:
+        assert 0.0 <= result["auc_difference"] <= 1.0
