@@ -739,8 +739,9 @@ def test_a_classifier_fitted_before_a_feature_was_added_keeps_working(tmp_path):
 
 def test_generic_probe_reports_the_named_brands_image_matches_of_an_evaluation(trained, small_dataset, tmp_path):
     """``training.generic_probe`` reads an evaluation's saved features (the quick config turns ``plain_marks`` on)
-    and splits the listings' named brands with an image match into the listing's own mark and a brand named on
-    logo-free goods; every row agrees with the evaluation's predictions and features."""
+    and groups each listing's best candidate with an image match: the listing's own mark named, a brand named (or
+    only proposed) on logo-free goods, a brand named on an unregistered logo; every group agrees with the
+    evaluation's predictions and features."""
     from training import generic_probe
 
     evaluated, out = tmp_path / "eval", tmp_path / "probe"
@@ -755,16 +756,18 @@ def test_generic_probe_reports_the_named_brands_image_matches_of_an_evaluation(t
     assert saved["key"]["feature_config"]["plain_marks"] is True
     features = {lf.listing_id: lf for lf in saved["labelled"]["test"].features}
 
-    rows = {name: [] for name in ("mark", "decoration")}
+    rows = {name: [] for name in generic_probe.GROUPS}
     for lid, p in preds.items():  # recount from the predictions and the saved features
-        if p["brand_id"] is None:
+        named = p["brand_id"] is not None
+        cand = next((c for c in features[lid].candidates if c.brand_id == p["candidate_brand_id"]), None)
+        if cand is None or not (cand.features["img_sim"] > 0 and cand.features["img_generic"] > 0):
             continue
-        cand = next(c for c in features[lid].candidates if c.brand_id == p["brand_id"])
-        if cand.features["img_sim"] > 0 and cand.features["img_generic"] > 0:
-            if kinds[lid] == "generic":
-                rows["decoration"].append((lid, cand))
-            elif p["brand_id"] == p["true_brand_id"]:
-                rows["mark"].append((lid, cand))
+        if kinds[lid] == "generic":
+            rows["decoration" if named else "decoration_unnamed"].append((lid, cand))
+        elif named and kinds[lid] == "unregistered_logo":
+            rows["look_alike"].append((lid, cand))
+        elif named and p["brand_id"] == p["true_brand_id"]:
+            rows["mark"].append((lid, cand))
     assert rows["mark"], "the quick model names some held-out brands from their photos"
     for name, expected in rows.items():
         group = result["groups"][name]

@@ -9,11 +9,15 @@ authentic image match, it compares two groups:
 
 - **mark**: the listing's named brand (its best candidate, at or above the brand threshold) is the registered brand
   whose mark it shows;
-- **decoration**: a brand named on a listing of logo-free generic goods (``meta.kind == "generic"``).
+- **decoration**: a brand named on a listing of logo-free generic goods (``meta.kind == "generic"``);
+- **decoration_unnamed**: the best candidate, below the brand threshold, of such a listing (what a brand model
+  trained with the feature would have to keep below it too);
+- **look_alike**: a brand named on a listing showing an unregistered brand's logo.
 
 For each group it prints the count and the medians of ``img_sim`` (the best region's cosine to the brand's
 reference), ``img_generic`` (that region's cosine to the nearest plain mark) and their difference, the ROC AUC of
-``img_sim`` alone and of ``img_sim - img_generic`` for "mark vs decoration", and for a few cut-offs on the difference
+``img_sim`` alone and of ``img_sim - img_generic`` for "mark vs decoration" and for "mark vs both decoration
+groups", and for a few cut-offs on the difference
 the share of each group below it. Descriptive statistics of one split, not a tuned rule: a brand model trained with
 the feature decides how to use it. Writes ``generic_probe.json`` under ``--out`` when given.
 """
@@ -37,23 +41,24 @@ from training.pipeline import FEATURES_FILE
 __all__ = ["probe", "main"]
 
 CUTOFFS = (0.0, 0.02, 0.05, 0.1)
+GROUPS = ("mark", "decoration", "decoration_unnamed", "look_alike")
 
 
 def _rows(labelled: Any, brand_threshold: float) -> dict[str, list[dict[str, Any]]]:
-    """The named brand of each listing (its best candidate, if confident enough) with an authentic image match."""
-    groups: dict[str, list[dict[str, Any]]] = {"mark": [], "decoration": []}
+    """Each listing's best candidate with an authentic image match, by group (see the module docstring)."""
+    groups: dict[str, list[dict[str, Any]]] = {name: [] for name in GROUPS}
     for lf, rec, true_brand in zip(labelled.features, labelled.records, labelled.brand_ids):
         best = lf.best()
-        if best is None or best.confidence < brand_threshold:
+        if best is None or best.features.get("img_sim", 0.0) <= 0.0 or not best.features.get("img_generic"):
             continue
-        f = best.features
-        if f.get("img_sim", 0.0) <= 0.0 or not f.get("img_generic"):
-            continue
+        named, kind = best.confidence >= brand_threshold, (rec.get("meta") or {}).get("kind")
         row = {"listing_id": lf.listing_id, "brand_id": best.brand_id, "confidence": round(best.confidence, 4),
-               "img_sim": f["img_sim"], "img_generic": f["img_generic"]}
-        if (rec.get("meta") or {}).get("kind") == "generic":
-            groups["decoration"].append(row)
-        elif true_brand is not None and best.brand_id == true_brand:
+               "img_sim": best.features["img_sim"], "img_generic": best.features["img_generic"]}
+        if kind == "generic":
+            groups["decoration" if named else "decoration_unnamed"].append(row)
+        elif named and kind == "unregistered_logo":
+            groups["look_alike"].append(row)
+        elif named and true_brand is not None and best.brand_id == true_brand:
             groups["mark"].append(row)
     return groups
 
@@ -81,14 +86,16 @@ def probe(features_dir: str | Path, model: str = "default", split: str = "test")
             "median_difference": round(float(np.median(sim - gen)), 4) if rows else None,
             "below_cutoff": {str(c): round(float(np.mean(sim - gen < c)), 4) if rows else None for c in CUTOFFS},
         }
-    marks, decorations = groups["mark"], groups["decoration"]
-    if marks and decorations:
-        y = np.r_[np.ones(len(marks)), np.zeros(len(decorations))]
-        sim = np.array([r["img_sim"] for r in marks + decorations])
-        gen = np.array([r["img_generic"] for r in marks + decorations])
-        out["auc_img_sim"] = round(float(roc_auc_score(y, sim)), 4)
-        out["auc_difference"] = round(float(roc_auc_score(y, sim - gen)), 4)
-    out["decorations"] = sorted(decorations, key=lambda r: r["img_generic"] - r["img_sim"], reverse=True)
+    marks = groups["mark"]
+    for suffix, negatives in (("", groups["decoration"]), ("_all_decorations",
+                                                           groups["decoration"] + groups["decoration_unnamed"])):
+        if marks and negatives:
+            y = np.r_[np.ones(len(marks)), np.zeros(len(negatives))]
+            sim = np.array([r["img_sim"] for r in marks + negatives])
+            gen = np.array([r["img_generic"] for r in marks + negatives])
+            out[f"auc_img_sim{suffix}"] = round(float(roc_auc_score(y, sim)), 4)
+            out[f"auc_difference{suffix}"] = round(float(roc_auc_score(y, sim - gen)), 4)
+    out["decorations"] = sorted(groups["decoration"], key=lambda r: r["img_generic"] - r["img_sim"], reverse=True)
     return out
 
 
@@ -102,9 +109,10 @@ def _print(result: dict[str, Any], console: Console) -> None:
         table.add_row(name, str(g["n"]), str(g["median_img_sim"]), str(g["median_img_generic"]),
                       str(g["median_difference"]), *(str(v) for v in g["below_cutoff"].values()))
     console.print(table)
-    if "auc_img_sim" in result:
-        console.print(f"mark vs decoration ROC AUC: img_sim {result['auc_img_sim']}, "
-                      f"img_sim − img_generic {result['auc_difference']}")
+    for suffix, what in (("", "decoration"), ("_all_decorations", "decoration + decoration_unnamed")):
+        if f"auc_img_sim{suffix}" in result:
+            console.print(f"mark vs {what} ROC AUC: img_sim {result[f'auc_img_sim{suffix}']}, "
+                          f"img_sim − img_generic {result[f'auc_difference{suffix}']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
