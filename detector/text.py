@@ -549,9 +549,15 @@ def _case_key(s: str) -> str:
     return "".join(c for ch in s for c in _fold_char(ch, casefold=False) if c.isalnum())
 
 
+def _raw_key(s: str) -> str:
+    """A title token as a short name's casing rule reads it: its alphanumerics and leetspeak symbols, unfolded in
+    case (``@MD`` is three characters, like ``AMD``, not the two of ``MD``)."""
+    return "".join(c for ch in s for c in _fold_char(ch, casefold=False) if c.isalnum() or c in _LEET_SYMBOLS)
+
+
 def _casing_ok(raw_key: str, casings: frozenset[str]) -> bool:
-    """Whether a short name's raw spelling has one of its casings; a leetspeak digit stands for any letter
-    (``K1a`` is Kia, ``N8B`` is NBB, but ``kia`` and ``nBb`` are not)."""
+    """Whether a short name's raw spelling has one of its casings; a leetspeak digit or symbol stands for any letter
+    (``K1a`` is Kia, ``N8B`` is NBB, ``@MD`` is AMD, but ``kia`` and ``nBb`` are not)."""
     return raw_key in casings or any(
         len(raw_key) == len(c) and all(r == k or not r.isalpha() for r, k in zip(raw_key, c)) for c in casings
     )
@@ -809,7 +815,7 @@ class BrandTextMatcher:
                 if len(alias.key) > self.config.short_name_len:
                     continue
                 for span in spans:
-                    if alias.casings and not _casing_ok(_case_key(title[span[0] : span[1]]), alias.casings):
+                    if alias.casings and not _casing_ok(_raw_key(title[span[0] : span[1]]), alias.casings):
                         continue
                     hits.append(_Hit(alias, 1.0, span, 0))
         for key, spans in windows.exact.items():
@@ -823,7 +829,7 @@ class BrandTextMatcher:
                     # A short name keeps its casing rule (only names of short_name_len have casings, and they are
                     # reached by a doubled letter alone): the raw token, written undoubled, must be in one of them.
                     if alias.casings and not any(_casing_ok(raw, alias.casings)
-                                                 for raw in _undoubled(_case_key(title[span[0] : span[1]]))):
+                                                 for raw in _undoubled(_raw_key(title[span[0] : span[1]]))):
                         continue
                     hits.append(_Hit(alias, score, span, 1))
         return self._rank(title, hits, top_k)

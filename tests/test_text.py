@@ -596,10 +596,15 @@ def test_short_name_written_apart(title: str, found: bool) -> None:
     ("dupe K1a Black Fleece Hoodie", True),  # a leetspeak digit stands for a letter of a short name
     ("N8B Fleece Hoodie - Green", True),  # 8 for B
     ("Pu9 Everyday Sneakers", True),  # 9 for g
+    ("@MD Vintage Hoodie Black", True),  # a leading symbol stands for a letter too
+    ("R$S Essential Insulated Bottle", True),  # and one inside
+    ("$MD Vintage Hoodie", False),  # $ is an s, not an a
+    ("@md Vintage Hoodie", False),  # the letters keep the casing
     ("K14 Retro Sneakers", False),  # one letter among digits is a model number
     ("kia floor mats", False),  # a short name still keeps its casing
 ])
 def test_short_names_in_leetspeak(title: str, found: bool) -> None:
-    matcher = BrandTextMatcher([("kia", ["Kia"]), ("nbb", ["NBB"]), ("pug", ["Pug"])])
+    matcher = BrandTextMatcher([("kia", ["Kia"]), ("nbb", ["NBB"]), ("pug", ["Pug"]), ("amd", ["AMD"]),
+                                ("rss", ["RSS"])])
     top = _top(matcher, title)
     assert (top is not None and top.obfuscated) == found
