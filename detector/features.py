@@ -290,10 +290,9 @@ class Featurizer:
         """Per listing and brand the best region over all photos (``acc``), and per listing photo each brand's best
         region cosine there (``per_photo``: photo -> {brand: cosine})."""
         n_photos, n_regions, dim = regions.shape
-        sims, ids = self.catalog.search_images(regions.reshape(-1, dim), "authentic", self.config.image_k)
+        flat = regions.reshape(-1, dim)
+        sims, ids = self.catalog.search_images(flat, "authentic", self.config.image_k)
         boxes = self.embedder.boxes
-        generic = (plain_mark_similarity(regions.reshape(-1, dim), self.plain_marks)
-                   if self.plain_marks is not None else None)
         for photo, brand, sim, asset_id, row in self._best_per_brand(sims, ids, n_regions, range(n_photos)):
             listing = owner[photo]
             per_photo[listing].setdefault(local[photo], {})[brand] = sim
@@ -301,7 +300,8 @@ class Featurizer:
             if held is None or sim > held[0]:
                 region = row - photo * n_regions
                 acc[listing][brand] = (sim, Match(asset_id, brand, "authentic", "image", sim,
-                                                  generic=None if generic is None else float(generic[row]),
+                                                  generic=None if self.plain_marks is None else
+                                                  float(plain_mark_similarity(flat[row], self.plain_marks)),
                                                   image_index=local[photo],
                                                   box=tuple(float(v) for v in boxes[region])))
 

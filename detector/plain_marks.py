@@ -94,12 +94,8 @@ def draw_plain_marks() -> list[Image.Image]:
 
 
 def plain_mark_bank(embedder: Any) -> np.ndarray:
-    """The plain marks embedded as references by ``embedder`` ``(M, dim)``, computed once per embedder object."""
-    bank = getattr(embedder, "_plain_mark_bank", None)
-    if bank is None:
-        bank = np.asarray(embedder.embed_references(draw_plain_marks()), np.float32)
-        embedder._plain_mark_bank = bank
-    return bank
+    """The plain marks embedded as references by ``embedder``: ``(M, dim)`` unit vectors."""
+    return np.asarray(embedder.embed_references(draw_plain_marks()), np.float32)
 
 
 def plain_mark_similarity(vectors: np.ndarray, bank: np.ndarray) -> np.ndarray:
