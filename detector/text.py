@@ -25,7 +25,9 @@ Known limits (by design, documented here once):
   Blue" names Twinmotion and "Cisco Canvas Tote" Cisco, while "Canvas Tote" alone still names Canvas. A dictionary
   word written plainly as part of a colour of several words (a CSS colour name, ``webcolors``: "Sky Blue" is
   ``skyblue``, "Sea Green", "Royal Blue") is ``generic`` too: "Backpack 20L, Sky Blue" names no brand.
-  Typo matching skips windows that are common English words (wordfreq), so "steel" is not read as a typo of "Steem".
+  Typo matching skips windows that are common English words (wordfreq), so "steel" is not read as a typo of "Steem";
+  only a name of several words may match a window of as many real words, one edit off ("Dinners Club", "Weights &
+  Bases"), so a two-word phrase that is one edit from another two-word brand name reads as that brand.
 - A name without letters ("1&1") matches only as written: "1:1" is replica wording, not the brand.
 - Names of one character ("X", "R", "C") never match in text: a lone letter is no evidence.
 - Names of two or three characters only match a whole token, exactly (three: or with a letter doubled), and (by
@@ -454,6 +456,7 @@ class _Alias:
     casings: frozenset[str]  # accepted raw spellings of a short name (folded without casefold, alphanumerics only)
     generic: bool  # one common word ("Black"): written plainly it names no brand
     word: bool  # one dictionary word ("Sky"): written plainly it yields to a disguised or earlier brand
+    tokens: int = 1  # words in the normalised name ("Weights & Biases": 2, "itch.io": 2)
 
 
 @dataclass(frozen=True)
@@ -537,6 +540,8 @@ class _Windows:
         self.short: dict[str, set[tuple[int, int]]] = {}  # whole tokens of short-name length
         self.exact: dict[str, set[tuple[int, int]]] = {}  # squashed token n-grams, looked up exactly
         self.fuzzy: dict[str, set[tuple[int, int]]] = {}  # the subset compared with typos allowed
+        # windows of several real words, compared with one typo to names of as many words ("Dinners Club")
+        self.phrase: dict[tuple[str, int], set[tuple[int, int]]] = {}
         self.short_typo: dict[tuple[str, str], set[tuple[int, int]]] = {}  # (short name's key, token one typo off it)
 
     def add(self, table: dict[Any, set[tuple[int, int]]], key: Any, start: int, end: int) -> None:
@@ -713,7 +718,7 @@ class BrandTextMatcher:
                 casings = frozenset({_case_key(name), _case_key(name).upper()})
             word = _single_word(name)
             aliases.append(_Alias(brand_id, name, key, casings, self._is_generic(name),
-                                  word is not None and word in _dictionary()))
+                                  word is not None and word in _dictionary(), len(_tokens(normalize_text(name), None))))
         if brand_id in self._names:
             self._remove(brand_id)
         if not aliases:
@@ -822,6 +827,7 @@ class BrandTextMatcher:
             for alias in self._exact.get(key, {}).values():
                 hits += [_Hit(alias, 1.0, span, 0) for span in spans]
         hits += self._fuzzy_hits({k: v for k, v in windows.fuzzy.items() if k not in self._exact})
+        hits += self._phrase_hits(windows.phrase)
         for (key, token), spans in windows.short_typo.items():
             score = fuzz.ratio(token, key) / 100.0
             for alias in self._exact.get(key, {}).values():
@@ -865,9 +871,13 @@ class BrandTextMatcher:
                     start, end = toks[i][1], toks[i + n - 1][2]
                     if key in exact:
                         windows.add(windows.exact, key, start, end)
-                    # A window of real words is not a typo ("steel" is no "Steem", "warm" no "Swarm").
-                    if n <= cfg.max_ngram and len(key) >= cfg.fuzzy_min_len - 1 and not all(words[i : i + n]):
-                        windows.add(windows.fuzzy, key, start, end)
+                    # A window of real words is not a typo ("steel" is no "Steem", "warm" no "Swarm"), except of
+                    # a name of as many words (see _phrase_hits).
+                    if n <= cfg.max_ngram and len(key) >= cfg.fuzzy_min_len - 1:
+                        if not all(words[i : i + n]):
+                            windows.add(windows.fuzzy, key, start, end)
+                        elif n >= 2 and len(key) >= cfg.fuzzy_min_len and key not in exact:
+                            windows.add(windows.phrase, (key, n), start, end)
         for run in _spaced_runs(text, plain):
             # A short name written apart is the whole run ("N B B"), never part of one (sizes: "S M L XL").
             key = "".join(t[0] for t in run)
@@ -913,6 +923,19 @@ class BrandTextMatcher:
                 for alias in index.owners[lo + ki]:
                     hits += [_Hit(alias, score, span, edits) for span in windows[query]]
         return hits
+
+    def _phrase_hits(self, windows: dict[tuple[str, int], set[tuple[int, int]]]) -> list[_Hit]:
+        """Typo matches of windows of several real words: one edit off a name of as many words.
+
+        A window of real words is otherwise never a typo, so a name of several words written a letter off in one
+        of them ("Dinners Club", "Weights & Bases", "Itch.o") would be missed; a name that is one word is not
+        reached this way ("warm" stays no "Swarm", "steel gray" no "Steelgray").
+        """
+        by_words: dict[int, dict[str, set[tuple[int, int]]]] = {}
+        for (key, n), spans in windows.items():
+            by_words.setdefault(n, {}).setdefault(key, set()).update(spans)
+        return [h for n, group in by_words.items() for h in self._fuzzy_hits(group)
+                if h.edits == 1 and h.alias.tokens == n]
 
     def _rank(self, title: str, hits: list[_Hit], top_k: int) -> list[TextMatch]:
         """Best hit per brand, ranked; decides ``method`` and ``obfuscated``."""

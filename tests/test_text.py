@@ -143,6 +143,10 @@ OBFUSCATED_TITLES = [
     ("Samsnug Galaxy charger", "samsung", "fuzzy", True),  # swap
     ("Toyata floor mats", "toyota", "fuzzy", True),  # substitution
     ("Porshe keychain", "porsche", "fuzzy", True),  # drop
+    # a name of several words, one of them written as another real word (a window of words is otherwise no typo)
+    ("Dinners Club gift card", "dinersclub", "fuzzy", True),
+    ("Weights & Bases hoodie", "weightsandbiases", "fuzzy", True),
+    ("Itch.o sticker pack", "itchdotio", "fuzzy", True),
     # typos on short names (3-4 characters): a letter doubled, or two neighbours of a four-letter name swapped
     ("Niike running shoes", "nike", "fuzzy", True),
     ("Nkie running shoes", "nike", "fuzzy", True),
@@ -181,6 +185,9 @@ def test_match_top1(matcher: BrandTextMatcher, title: str, slug: str, method: st
         ("kiaa floor mats", "kia"),  # a short name's typo keeps its casing
         ("Mood lamp", "moo"),  # a doubled letter in a word is the word
         ("Pumas in the zoo book", "puma"),  # a longer word is not the name
+        ("Warm steel water bottle", "swarm"),  # a window of real words is no typo of a one-word name
+        ("Warm steel water bottle", "steem"),
+        ("Bit coins piggy bank", "bitcoin"),  # words one letter off a one-word name are still words
     ],
 )
 def test_short_and_near_names_do_not_match(matcher: BrandTextMatcher, title: str, slug: str) -> None:
