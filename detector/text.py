@@ -168,8 +168,9 @@ def _apply_leet(chars: list[str]) -> tuple[list[str], list[str], list[int]]:
 
     ``base`` maps a run of leet characters only inside a word (``N1ke``, ``G00gle``) or a leading symbol before
     letters (``@didas``, ``$amsung``), so model numbers (``iPhone 15``, ``4K``, ``3M``) survive. ``full`` maps
-    every leet character in a whitespace chunk that holds at least two letters (``Nik3``, ``4didas``); the matcher
-    tries both.
+    every leet character in a whitespace chunk that holds at least two letters (``Nik3``, ``4didas``), or one letter
+    and a leetspeak symbol that does not start a price (``R0$``, ``$u1``; not ``K14`` or ``$5K``); the matcher tries
+    both.
     """
     n = len(chars)
     base = list(chars)
@@ -181,8 +182,14 @@ def _apply_leet(chars: list[str]) -> tuple[list[str], list[str], list[int]]:
         end = start
         while end < n and chars[end] != " ":
             end += 1
-        letters = sum(c.isalpha() for c in chars[start:end])
-        chunk_letters[start:end] = [letters] * (end - start)
+        chunk = chars[start:end]
+        letters = sum(c.isalpha() for c in chunk)
+        # One letter with a leetspeak symbol spells a word too ("R0$", "$u1", "@I8"), unless the symbol starts a
+        # price ("$5K", "€9") or is a currency sign of two characters ("R$"): a symbol is no model number, while
+        # "K14" or "N88" may be one.
+        symbol = len(chunk) >= 3 and any(c in _LEET_SYMBOLS for c in chunk) \
+            and not re.search(r"[$€]\d", "".join(chunk))
+        chunk_letters[start:end] = [letters + (letters == 1 and symbol)] * (end - start)
         start = end + 1
     i = 0
     while i < n:

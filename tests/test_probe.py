@@ -137,3 +137,21 @@ def test_title_probe_counts_each_kind_of_title():
     # with every brand registered, the unregistered logo's own name is no error
     assert "kando" in registry_names(brands, {"val"}, "all")
     assert title_probe(records[-1:], registry_names(brands, {"val"}, "all"))["rates"]["unbranded_named"] == 0.0
+
+
+def test_title_probe_on_planned_seeds_pools_every_seed_and_renders_nothing(tmp_path, capsys, monkeypatch):
+    from training.data import DataConfig, plan_listings
+    from training.title_probe import main, registry_names, title_probe
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--fresh-seeds", "8-9", "--n-brands", "40", "--splits", "test", "--show", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "seeds 8-9" in printed and list(tmp_path.iterdir()) == []  # nothing written, no images rendered
+    expected = 0
+    for seed in (8, 9):
+        brands, listings = plan_listings(DataConfig(n_brands=40, seed=seed))
+        test = [r for r in listings if r["split"] == "test"]
+        expected += title_probe(test, registry_names(brands, {"test"}, "split"))["counts"]["disguised_n"]
+    assert expected > 0
+    disguised_row = next(line for line in printed.splitlines() if "disguised" in line)
+    assert f" {expected} " in disguised_row

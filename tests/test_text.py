@@ -608,10 +608,17 @@ def test_short_name_written_apart(title: str, found: bool) -> None:
     ("$MD Vintage Hoodie", False),  # $ is an s, not an a
     ("@md Vintage Hoodie", False),  # the letters keep the casing
     ("K14 Retro Sneakers", False),  # one letter among digits is a model number
+    ("N88 Trainers - Black", False),
     ("kia floor mats", False),  # a short name still keeps its casing
+    ("master copy R0$ Crew Neck T-Shirt", True),  # one letter with a symbol is a word, not a model number
+    ("$u1 Tote Bag - Sky Blue", True),
+    ("@I8 Green Coffee Mug", True),
+    ("Mountain bike $5K special", False),  # a price is not one
+    ("Price R$ 50 cash", False),  # nor a currency sign of two characters
 ])
 def test_short_names_in_leetspeak(title: str, found: bool) -> None:
     matcher = BrandTextMatcher([("kia", ["Kia"]), ("nbb", ["NBB"]), ("pug", ["Pug"]), ("amd", ["AMD"]),
-                                ("rss", ["RSS"])])
+                                ("rss", ["RSS"]), ("ros", ["ROS"]), ("sui", ["Sui"]), ("aib", ["AIB"]),
+                                ("ssk", ["SSK"]), ("rs", ["RS"])])
     top = _top(matcher, title)
     assert (top is not None and top.obfuscated) == found

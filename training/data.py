@@ -52,6 +52,7 @@ __all__ = [
     "DataConfig",
     "Dataset",
     "generate_dataset",
+    "plan_listings",
     "prepare_dataset_dir",
     "load_dataset",
     "photo_only_copy",
@@ -794,6 +795,13 @@ def photo_scenes(listing: dict[str, Any], config: DataConfig) -> list[str]:
     return ["reupload" if k == 0 and listing["meta"].get("reupload_of") is not None
             else name_of(_stable_int(config.seed, "image", listing["listing_id"], k))
             for k in range(len(listing["images"]))]
+
+
+def plan_listings(config: DataConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The brands and listings ``generate_dataset`` would write for ``config``, without rendering an image
+    (seconds): for text-only studies on fresh seeds, e.g. ``training.title_probe --fresh-seeds``."""
+    plan = _make_plan(config)
+    return plan.brands, plan.listings
 
 
 def _make_plan(config: DataConfig) -> _Plan:

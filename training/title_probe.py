@@ -1,6 +1,7 @@
 """Brand-from-title matching on some splits, fast: for text-matcher experiments (no model, no images).
 
 ``python -m training.title_probe --data DIR --splits train,val [--registry split|all] [--show 20]``
+``python -m training.title_probe --fresh-seeds 28-37 --splits test`` (titles of seeds never generated: no images)
 
 Builds a :class:`~detector.text.BrandTextMatcher` from a registry and matches every title of the chosen splits:
 
@@ -27,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from detector.text import BrandTextMatcher
-from training.data import load_dataset
+from training.data import DataConfig, load_dataset, plan_listings
 from training.splits import is_heldout_brand
 
 __all__ = ["registry_names", "title_probe", "main"]
@@ -69,6 +70,10 @@ def title_probe(records: Sequence[dict[str, Any]], names: dict[str, list[str]]) 
             if top is not None and top.brand_id != (r.get("meta") or {}).get("logo_slug"):
                 counts["unbranded_named"] += 1
                 errors["unbranded_named"].append(("-", r["title"], top.brand_id))
+    return {"counts": dict(counts), "rates": _rates(counts), "errors": dict(errors)}
+
+
+def _rates(counts: collections.Counter[str]) -> dict[str, float]:
     rates = {}
     for group in ("plain", "disguised"):
         n = counts[f"{group}_n"]
@@ -76,22 +81,44 @@ def title_probe(records: Sequence[dict[str, Any]], names: dict[str, list[str]]) 
         rates[f"{group}_other_brand"] = counts[f"{group}_wrong"] / n if n else float("nan")
     n = counts["unbranded_n"]
     rates["unbranded_named"] = counts["unbranded_named"] / n if n else float("nan")
-    return {"counts": dict(counts), "rates": rates, "errors": dict(errors)}
+    return rates
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="dataset folder")
+    source.add_argument("--fresh-seeds", metavar="A-B",
+                        help="plan the listings of data seeds A..B (no images; --n-brands brands each) and match "
+                             "their titles, one registry per seed, counts pooled: a check on titles no design has "
+                             "seen (use --splits test, and seeds no earlier check used)")
+    parser.add_argument("--n-brands", type=int, default=600, help="brands per planned seed (--fresh-seeds)")
     parser.add_argument("--splits", default="train,val", help="comma-separated; never 'test' while choosing a design")
     parser.add_argument("--registry", choices=("split", "all"), default="split")
     parser.add_argument("--show", type=int, default=0, help="errors listed per kind")
     args = parser.parse_args(argv)
-    dataset = load_dataset(args.data)
     splits = set(args.splits.split(","))
-    names = registry_names(dataset.brands, splits, args.registry)
-    result = title_probe([r for r in dataset.listings if r["split"] in splits], names)
-    counts, rates = result["counts"], result["rates"]
-    table = Table(title=f"titles of {args.splits}, registry '{args.registry}' ({len(names)} brands)")
+    if args.data:
+        dataset = load_dataset(args.data)
+        sources, label = [(dataset.brands, dataset.listings)], args.data
+    else:
+        lo, _, hi = args.fresh_seeds.partition("-")
+        seeds = range(int(lo), int(hi or lo) + 1)
+        sources = [plan_listings(DataConfig(n_brands=args.n_brands, seed=s)) for s in seeds]
+        label = f"seeds {seeds.start}-{seeds.stop - 1}"
+    counts: collections.Counter[str] = collections.Counter()
+    errors: dict[str, list[tuple[str, str, str]]] = collections.defaultdict(list)
+    n_names = 0
+    for brands, listings in sources:
+        names = registry_names(brands, splits, args.registry)
+        n_names += len(names)
+        one = title_probe([r for r in listings if r["split"] in splits], names)
+        counts.update(one["counts"])
+        for kind, rows in one["errors"].items():
+            errors[kind] += rows
+    rates = _rates(counts)
+    table = Table(title=f"titles of {args.splits} of {label}, registry '{args.registry}' "
+                        f"({n_names / len(sources):.0f} brands)")
     for col in ("titles", "n", "brand named", "another brand named"):
         table.add_column(col, justify="right" if col != "titles" else "left")
     for group in ("plain", "disguised"):
@@ -101,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{rates['unbranded_named']:.4f}")
     console = Console()
     console.print(table)
-    for kind, rows in sorted(result["errors"].items()):
+    for kind, rows in sorted(errors.items()):
         for slug, title, named in rows[: args.show]:
             console.print(f"{kind:16} {slug:20} {title!r} -> {named}", markup=False, highlight=False)
     return 0
