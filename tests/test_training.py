@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -544,6 +545,38 @@ def test_a_finished_run_refits_its_classifier_and_policy_from_saved_features(tra
     with pytest.raises(ValueError, match="give one"):
         train_mod.train(train_mod.get_train_config("quick"), small_dataset, out, embedder_from=trained,
                         features_from=run)
+
+
+def test_a_cut_off_run_goes_on_from_the_features_it_saved(trained, small_dataset, tmp_path, monkeypatch):
+    """A run saves each dataset's features as soon as they are computed; run again into the same folder, it reuses
+    the ones computed for exactly its embedder, feature config, registry and listings, and featurizes the rest."""
+    out = tmp_path / "cut"
+    out.mkdir()
+    shutil.copy(trained.parent / train_mod.FEATURES_FILE, out / train_mod.FEATURES_FILE)  # what the cut run left
+
+    def no_featurizing(*args, **kwargs):
+        raise AssertionError("featurized although the folder held this run's features")
+
+    monkeypatch.setattr(train_mod, "_featurize", no_featurizing)
+    argv = ["--config", "quick", "--data", str(small_dataset), "--out", str(out), "--no-progress",
+            "--embedder-from", str(trained)]
+    assert train_mod.main(argv) == 0
+    source, resumed = json.loads((trained / "model.json").read_text()), json.loads((out / "model" / "model.json")
+                                                                                    .read_text())
+    assert resumed["metrics"] == source["metrics"]  # same embedder, same features: the same classifier inputs
+
+    class Featurized(Exception):
+        pass
+
+    def featurize(*args, **kwargs):
+        raise Featurized
+
+    monkeypatch.setattr(train_mod, "_featurize", featurize)
+    config = json.loads((train_mod.CONFIG_DIR / "quick.json").read_text())
+    (tmp_path / "ocr.json").write_text(json.dumps({**config, "features": {**config.get("features", {}), "ocr": True}}))
+    with pytest.raises(Featurized):  # saved for another feature config: featurized again, never reused
+        train_mod.main(["--config", str(tmp_path / "ocr.json"), "--data", str(small_dataset), "--out", str(out),
+                        "--no-progress", "--embedder-from", str(trained)])
 
 
 def test_a_companion_marketplace_joins_training_and_validation(trained, small_dataset, tmp_path, monkeypatch):

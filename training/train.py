@@ -191,6 +191,21 @@ def _select_listings(dataset: Dataset, config: TrainConfig, appended: Sequence[l
     return records, originals, copies
 
 
+def _resume_features(out_dir: Path, key: dict[str, Any], records: Records, name: str
+                     ) -> tuple[dict[str, LabelledFeatures], dict[str, int]] | None:
+    """Features an earlier, cut-off run into the same folder saved for exactly this key and these listings (a run
+    saves each dataset's features as soon as they are computed), or ``None``."""
+    if not (out_dir / name).is_file():
+        return None
+    try:
+        part, ids = load_features(out_dir, key, records, name)
+    except ValueError as e:
+        log.info("not resuming from %s: %s", out_dir / name, e)
+        return None
+    log.info("resumed %s: features saved by an earlier run into %s", name, out_dir)
+    return part, ids
+
+
 def _featurize(embedder: Any, feature_config: FeatureConfig, dataset: Dataset, records: Records, config: TrainConfig,
                out_dir: Path, progress: bool) -> tuple[dict[str, LabelledFeatures], dict[str, int]]:
     """Features of a dataset's train and val listings against a temporary registry of its train and val brands."""
@@ -338,6 +353,8 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
         name = FEATURES_FILE if i == 0 else f"features-{dataset_digest(ds)[:12]}.pkl"
         if features_from is not None and (i == 0 or (Path(features_from) / name).is_file()):
             part, ids = load_features(features_from, key, recs, name)
+        elif (resumed := _resume_features(out_dir, key, recs, name)) is not None:
+            part, ids = resumed
         else:  # a companion the reused run did not featurize is featurized now
             part, ids = _featurize(embedder, feature_config, ds, recs, config, out_dir, progress)
         save_features(out_dir, key, part, ids, name)
