@@ -548,7 +548,7 @@ class _Windows:
         self.exact: dict[str, set[tuple[int, int]]] = {}  # squashed token n-grams, looked up exactly
         self.fuzzy: dict[str, set[tuple[int, int]]] = {}  # the subset compared with typos allowed
         # windows of several real words, compared with one typo to names of as many words ("Dinners Club")
-        self.phrase: dict[tuple[str, int], set[tuple[int, int]]] = {}
+        self.phrase: dict[int, dict[str, set[tuple[int, int]]]] = {}  # by the window's number of words
         self.short_typo: dict[tuple[str, str], set[tuple[int, int]]] = {}  # (short name's key, token one typo off it)
 
     def add(self, table: dict[Any, set[tuple[int, int]]], key: Any, start: int, end: int) -> None:
@@ -884,7 +884,7 @@ class BrandTextMatcher:
                         if not all(words[i : i + n]):
                             windows.add(windows.fuzzy, key, start, end)
                         elif n >= 2 and len(key) >= cfg.fuzzy_min_len and key not in exact:
-                            windows.add(windows.phrase, (key, n), start, end)
+                            windows.add(windows.phrase.setdefault(n, {}), key, start, end)
         for run in _spaced_runs(text, plain):
             # A short name written apart is the whole run ("N B B"), never part of one (sizes: "S M L XL").
             key = "".join(t[0] for t in run)
@@ -931,17 +931,14 @@ class BrandTextMatcher:
                     hits += [_Hit(alias, score, span, edits) for span in windows[query]]
         return hits
 
-    def _phrase_hits(self, windows: dict[tuple[str, int], set[tuple[int, int]]]) -> list[_Hit]:
+    def _phrase_hits(self, windows: dict[int, dict[str, set[tuple[int, int]]]]) -> list[_Hit]:
         """Typo matches of windows of several real words: one edit off a name of as many words.
 
         A window of real words is otherwise never a typo, so a name of several words written a letter off in one
         of them ("Dinners Club", "Weights & Bases", "Itch.o") would be missed; a name that is one word is not
         reached this way ("warm" stays no "Swarm", "steel gray" no "Steelgray").
         """
-        by_words: dict[int, dict[str, set[tuple[int, int]]]] = {}
-        for (key, n), spans in windows.items():
-            by_words.setdefault(n, {}).setdefault(key, set()).update(spans)
-        return [h for n, group in by_words.items() for h in self._fuzzy_hits(group)
+        return [h for n, group in windows.items() for h in self._fuzzy_hits(group)
                 if h.edits == 1 and h.alias.tokens == n]
 
     def _rank(self, title: str, hits: list[_Hit], top_k: int) -> list[TextMatch]:
