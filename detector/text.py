@@ -886,20 +886,33 @@ class BrandTextMatcher:
                         elif n >= 2 and len(key) >= cfg.fuzzy_min_len and key not in exact:
                             windows.add(windows.phrase.setdefault(n, {}), key, start, end)
         for run in _spaced_runs(text, plain):
-            # A short name written apart is the whole run ("N B B"), never part of one (sizes: "S M L XL").
-            key = "".join(t[0] for t in run)
-            if len(run) == len(key) == cfg.short_name_len and key in exact:
-                windows.add(windows.short, key, run[0][1], run[-1][2])
-            # Letters written apart may carry a stray letter on either side ("x N i k e"): every sub-run is looked
-            # up exactly, the run and the run less one letter at either end fuzzily.
-            for i in range(len(run)):
-                for j in range(i + cfg.short_name_len + 1, min(len(run), i + self._max_key_len) + 1):
-                    key = "".join(t[0] for t in run[i:j])
-                    if key in exact:
-                        windows.add(windows.exact, key, run[i][1], run[j - 1][2])
-            for i, j in ((0, len(run)), (1, len(run)), (0, len(run) - 1)):
-                if j - i >= cfg.fuzzy_min_len - 1:
-                    windows.add(windows.fuzzy, "".join(t[0] for t in run[i:j]), run[i][1], run[j - 1][2])
+            # Written apart, a digit is a chunk of its own, which _apply_leet leaves alone: a run with two letters or
+            # more is also read with its digits as letters ("n 8 n" is n8n, whose key is "nbn").
+            if sum(t[0].isalpha() for t in run) >= 2 and any(t[0] in _LEET for t in run):
+                runs = [run, [(_LEET.get(t[0], t[0]), t[1], t[2]) for t in run]]
+            else:
+                runs = [run]
+            for r in runs:
+                self._collect_spaced(r, windows)
+
+    def _collect_spaced(self, run: list[tuple[str, int, int]], windows: _Windows) -> None:
+        """Add the windows of one run of single characters written apart (see ``_spaced_runs``)."""
+        cfg = self.config
+        exact = self._exact
+        # A short name written apart is the whole run ("N B B"), never part of one (sizes: "S M L XL").
+        key = "".join(t[0] for t in run)
+        if len(run) == len(key) == cfg.short_name_len and key in exact:
+            windows.add(windows.short, key, run[0][1], run[-1][2])
+        # Letters written apart may carry a stray letter on either side ("x N i k e"): every sub-run is looked
+        # up exactly, the run and the run less one letter at either end fuzzily.
+        for i in range(len(run)):
+            for j in range(i + cfg.short_name_len + 1, min(len(run), i + self._max_key_len) + 1):
+                key = "".join(t[0] for t in run[i:j])
+                if key in exact:
+                    windows.add(windows.exact, key, run[i][1], run[j - 1][2])
+        for i, j in ((0, len(run)), (1, len(run)), (0, len(run) - 1)):
+            if j - i >= cfg.fuzzy_min_len - 1:
+                windows.add(windows.fuzzy, "".join(t[0] for t in run[i:j]), run[i][1], run[j - 1][2])
 
     def _fuzzy_hits(self, windows: dict[str, set[tuple[int, int]]]) -> list[_Hit]:
         """Typo matches of windows against names of ``fuzzy_min_len`` or more characters."""

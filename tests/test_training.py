@@ -436,15 +436,51 @@ def test_retraining_only_the_classifier_reuses_the_embedder(trained, small_datas
     config["embedder_overrides"] = {"fingerprints": {"border": 0.06}}  # known fakes stored from bordered views too
     (tmp_path / "bordered.json").write_text(json.dumps(config))
     argv = ["--config", str(tmp_path / "bordered.json"), "--data", str(small_dataset), "--out", str(out),
-            "--no-progress", "--embedder-from", str(trained)]
+            "--no-progress", "--embedder-from", str(trained), "--keep-whitening"]
     assert train_mod.main(argv) == 0
     source, retrained = load_model(trained), load_model(out / "model")
-    assert retrained.embedder.version == source.embedder.version  # same weights and, same photos, same whitening
+    assert retrained.embedder.version == source.embedder.version  # same weights, same whitening (kept)
     assert retrained.embedder.fingerprints_id == source.embedder.model_id + "#fingerprint-border0.06"
     assert source.embedder.fingerprints_id == source.embedder.model_id + "#fingerprint"
     meta = json.loads((out / "model" / "model.json").read_text())
     assert meta["finetune"]["reused_from"]["version"] == source.version
+    assert meta["fingerprint_whitening"]["kept_from"] == source.version
     assert not (out / "finetune.json").exists()
+
+
+def test_a_reused_embedder_keeps_its_whitening_when_it_would_be_fitted_on_the_same_photos(trained, small_dataset,
+                                                                                         tmp_path):
+    """--embedder-from fits the known-fake whitening again (an hour on the default data) unless the source model's is
+    the one this run would fit: same sampled training photos (digest in its report), whitening and embedder config."""
+    from detector.bundle import load_embedder_weights
+    from detector.embedder import WHITENING_PREFIX
+    from training.whitening import WhiteningConfig
+
+    config = train_mod.get_train_config("quick")
+    records = train_mod._select_listings(load_dataset(small_dataset), config)[0]["train"]
+    embedder_config, delta = load_embedder_weights(trained)
+    meta = json.loads((trained / "model.json").read_text())
+    whitening = WhiteningConfig.from_dict(config.fingerprint_whitening)
+    source = train_mod._SourceWhitening({k: v for k, v in delta.items() if k.startswith(WHITENING_PREFIX)},
+                                        meta["fingerprint_whitening"], whitening, meta["version"], embedder_config)
+    assert source.delta and len(meta["fingerprint_whitening"]["photos"]) == 16
+
+    def kept(src=source, emb=embedder_config, cfg=whitening, recs=records, keep=False):
+        return train_mod._kept_whitening(src, emb, cfg, recs, keep)
+
+    same = kept()
+    assert same is not None and same[1]["kept_from"] == meta["version"] and same[0] is source.delta
+    bordered = {**embedder_config, "fingerprints": {**embedder_config["fingerprints"], "border": 0.06}}
+    for other in (kept(recs=records[1:]), kept(cfg=dataclasses.replace(whitening, dim=whitening.dim // 2)),
+                  kept(src=source._replace(config=None)), kept(emb=bordered),
+                  kept(src=source._replace(report={k: v for k, v in source.report.items() if k != "photos"}))):
+        assert other is None  # other photos, directions, layout, or an older model that recorded no digest
+    assert kept(recs=records[1:], keep=True)[1]["kept_from"] == meta["version"]  # asked for: kept anyway
+    assert kept(src=source._replace(delta={})) is None  # a model without whitening: fitted
+    with pytest.raises(ValueError, match="no fingerprint whitening"):
+        kept(src=source._replace(delta={}), keep=True)
+    with pytest.raises(ValueError, match="keep_whitening"):
+        train_mod.train(config, small_dataset, tmp_path, keep_whitening=True)
 
 
 def test_a_stopped_run_goes_on_from_its_saved_fine_tuning(trained, small_dataset, tmp_path):

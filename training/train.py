@@ -38,7 +38,7 @@ from training.pipeline import (FEATURES_FILE, concat_features, dataset_digest, d
                                features_key, label_features, load_features, register_brands, save_features,
                                subset_features)
 from training.splits import is_heldout_brand, split_hash
-from training.whitening import WhiteningConfig, fit_fingerprint_whitening
+from training.whitening import WhiteningConfig, fit_fingerprint_whitening, photos_digest, whitening_photos
 
 __all__ = ["FEATURES_FILE", "TrainConfig", "get_train_config", "list_train_configs", "load_finetune_run",
            "merge_datasets", "train", "assert_no_heldout", "main"]
@@ -277,9 +277,42 @@ def load_finetune_run(run_dir: str | Path, config: TrainConfig,
     return load_finetune_weights(weights_path), {"reused_from": {"run": str(run_dir.resolve())}, **report}
 
 
+class _SourceWhitening(NamedTuple):
+    """The fingerprint whitening of a model reused with ``embedder_from``, and what it was fitted for."""
+
+    delta: dict[str, torch.Tensor]  # empty when the model has none
+    report: dict[str, Any] | None
+    config: WhiteningConfig | None  # as the model's train config set it
+    version: str | None
+    embedder_config: dict[str, Any]
+
+
+def _kept_whitening(source: _SourceWhitening | None, embedder_config: dict[str, Any], config: WhiteningConfig,
+                    train_records: Sequence[dict[str, Any]], keep: bool
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """A reused model's whitening (delta and report) when it is the one this run would fit, or when ``keep`` asks for
+    it; None to fit one. The same one: the same embedder config (a region layout changes the fingerprints), the same
+    whitening config and the same sampled training photos (the digest its report records; models trained before the
+    digest was recorded are kept only when asked)."""
+    if source is None:
+        return None
+    if not source.delta:
+        if keep:
+            raise ValueError(f"model {source.version} has no fingerprint whitening to keep")
+        return None
+    report = dict(source.report or {})
+    same = (source.config == config
+            and report.get("photos") == photos_digest(whitening_photos(train_records, config))
+            and json.dumps(source.embedder_config, sort_keys=True) == json.dumps(embedder_config, sort_keys=True))
+    if not (same or keep):
+        return None
+    return source.delta, {**report, "kept_from": source.version}
+
+
 def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progress: bool = True,
           weights_delta: dict[str, torch.Tensor] | None = None, embedder_from: str | Path | None = None,
-          finetune_from: str | Path | None = None, features_from: str | Path | None = None) -> Path:
+          finetune_from: str | Path | None = None, features_from: str | Path | None = None,
+          keep_whitening: bool = False) -> Path:
     """Run one training; returns the model directory (``out_dir/model``) with metrics in its sidecar.
 
     ``embedder_from`` (a model directory, ``default`` or a BentoML tag) reuses that model's embedder (config and
@@ -289,6 +322,10 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
     saved (``FEATURES_FILE``, and one file per companion dataset): only the classifier and the policy are fitted
     again, in seconds. The features must have been computed for the same embedder, feature config, registry, dataset
     and listings (else ValueError); a companion dataset that run did not featurize is featurized now.
+    With ``embedder_from``, the known-fake fingerprint whitening is fitted again unless the source model's is the one
+    this run would fit (same embedder config and the same sampled training photos, as its report records) or
+    ``keep_whitening`` asks to keep it: then the embedder, and the model id features and indexes are keyed by, stay
+    the source's.
     """
     if sum(x is not None for x in (embedder_from, finetune_from, features_from)) > 1:
         raise ValueError("embedder_from, finetune_from and features_from all replace fine-tuning; give one")
@@ -317,6 +354,7 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
     val_slugs = {b["slug"] for ds in (dataset, *(c.dataset for c in companions)) for b in ds.brands
                  if b["split"] == "val"}
     whitening_report = None
+    source_whitening = None  # the whitening of the model reused as embedder_from, kept or fitted again below
     if embedder_from is not None or features_from is not None:
         from detector.bundle import load_embedder_weights, resolve_model_path
 
@@ -327,6 +365,13 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
                            **(source.get("finetune") or {})}
         if features_from is not None:  # the whole embedder, whitening included, as its features were computed
             whitening_report = source.get("fingerprint_whitening")
+        else:
+            fitted_for = (source.get("train_config") or {}).get("fingerprint_whitening")
+            source_whitening = _SourceWhitening(
+                {k: v for k, v in (weights_delta or {}).items() if k.startswith(WHITENING_PREFIX)},
+                source.get("fingerprint_whitening"),
+                None if fitted_for is None else WhiteningConfig.from_dict(fitted_for), source.get("version"),
+                embedder_config)
     elif finetune_from is not None:
         weights_delta, finetune_report = load_finetune_run(finetune_from, config, val_slugs)
     elif config.finetune is not None and weights_delta is None:
@@ -334,17 +379,26 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
 
         weights_delta, finetune_report = finetune(FinetuneConfig.from_dict(config.finetune), config.embedder,
                                                   out_dir, progress=progress, exclude_slugs=val_slugs)
+    if keep_whitening and (source_whitening is None or config.fingerprint_whitening is None):
+        raise ValueError("keep_whitening keeps the whitening of the model given as embedder_from, for a config that "
+                         "whitens fingerprints")
     if config.embedder_overrides:
         embedder_config = {**embedder_config, **{  # a nested section is updated, not replaced
             key: {**embedder_config.get(key, {}), **value} if isinstance(value, dict) else value
             for key, value in config.embedder_overrides.items()}}
-    if weights_delta is not None and features_from is None:  # a reused model's whitening is refitted below
+    if weights_delta is not None and features_from is None:  # a reused model's whitening is kept or refitted below
         weights_delta = _as_saved({k: v for k, v in weights_delta.items() if not k.startswith(WHITENING_PREFIX)})
     if config.fingerprint_whitening is not None and features_from is None:
-        whitening, whitening_report = fit_fingerprint_whitening(
-            create_embedder(embedder_config, weights_delta=weights_delta), dataset, records["train"],
-            WhiteningConfig.from_dict(config.fingerprint_whitening), progress)
-        weights_delta = {**(weights_delta or {}), **_as_saved(whitening.to_delta())}
+        whitening_config = WhiteningConfig.from_dict(config.fingerprint_whitening)
+        kept = _kept_whitening(source_whitening, embedder_config, whitening_config, records["train"], keep_whitening)
+        if kept is not None:
+            whitening_delta, whitening_report = kept
+        else:
+            whitening, whitening_report = fit_fingerprint_whitening(
+                create_embedder(embedder_config, weights_delta=weights_delta), dataset, records["train"],
+                whitening_config, progress)
+            whitening_delta = whitening.to_delta()
+        weights_delta = {**(weights_delta or {}), **_as_saved(whitening_delta)}
         log.info("fingerprint whitening: %s", whitening_report)
     embedder = create_embedder(embedder_config, weights_delta=weights_delta)
     parts, slug_to_id = [], {}
@@ -448,6 +502,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="reuse a finished run's embedder and the listing features it saved (features.pkl, "
                              "and one file per companion dataset; others are featurized): refits only the "
                              "classifier and the policy (seconds)")
+    parser.add_argument("--keep-whitening", action="store_true",
+                        help="with --embedder-from: keep that model's known-fake fingerprint whitening instead of "
+                             "fitting it again (kept anyway when its report shows it was fitted on this run's "
+                             "training photos); the embedder id stays the source's, so features and indexes "
+                             "computed with it stay valid")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--register", action="store_true", help="also add the model to the BentoML model store")
     args = parser.parse_args(argv)
@@ -456,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     config.extra_data = [*config.extra_data, *args.extra_data]
     config.companion_data = [*config.companion_data, *args.companion_data]
     model_dir = train(config, args.data, args.out, progress=not args.no_progress, embedder_from=args.embedder_from,
-                      finetune_from=args.finetune_from, features_from=args.features_from)
+                      finetune_from=args.finetune_from, features_from=args.features_from,
+                      keep_whitening=args.keep_whitening)
     out = {"model_dir": str(model_dir), "metrics": json.loads((model_dir / "model.json").read_text())["metrics"]}
     if args.register:
         from detector.bundle import register_bento_model

@@ -10,13 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import hashlib
+import json
+
 import numpy as np
 
 from detector.embedder import Embedder, FingerprintWhitening
 from training.data import Dataset
 from training.pipeline import progress_bar
 
-__all__ = ["WhiteningConfig", "fit_fingerprint_whitening"]
+__all__ = ["WhiteningConfig", "fit_fingerprint_whitening", "photos_digest", "whitening_photos"]
 
 
 @dataclass
@@ -32,6 +35,22 @@ class WhiteningConfig:
         return cls(**(d or {}))
 
 
+def whitening_photos(records: Sequence[dict[str, Any]], config: WhiteningConfig) -> list[str]:
+    """The photos (dataset-relative paths) a whitening of ``config`` is fitted on: those of ``records``, sampled down
+    to ``config.max_photos`` with ``config.seed``."""
+    paths = [p for r in records for p in r.get("images", [])]
+    if len(paths) > config.max_photos:
+        rng = np.random.default_rng(config.seed)
+        paths = [paths[i] for i in sorted(rng.choice(len(paths), config.max_photos, replace=False))]
+    return paths
+
+
+def photos_digest(paths: Sequence[str]) -> str:
+    """Identifies the photos a whitening was fitted on (recorded in its report, so a later run can tell whether a
+    model's whitening is the one it would fit)."""
+    return hashlib.sha256(json.dumps(list(paths)).encode()).hexdigest()[:16]
+
+
 def fit_fingerprint_whitening(
     embedder: Embedder,
     dataset: Dataset,
@@ -43,12 +62,9 @@ def fit_fingerprint_whitening(
 
     ``records`` must come from training splits only: the held-out rule applies to this fit as to any other.
     """
-    paths = [p for r in records for p in r.get("images", [])]
+    paths = whitening_photos(records, config)
     if len(paths) < 2:
         raise ValueError(f"fingerprint whitening needs at least 2 training photos, got {len(paths)}")
-    rng = np.random.default_rng(config.seed)
-    if len(paths) > config.max_photos:
-        paths = [paths[i] for i in sorted(rng.choice(len(paths), config.max_photos, replace=False))]
     raw = []
     with progress_bar(progress) as bar:
         task = bar.add_task(f"fingerprint whitening: {len(paths)} photos", total=len(paths))
@@ -60,7 +76,7 @@ def fit_fingerprint_whitening(
     raw_all = np.concatenate(raw).astype(np.float64)
     whitening = FingerprintWhitening.fit(raw_all, config.dim)
     report = {"dim": whitening.dim, "raw_dim": int(raw_all.shape[1]), "n_photos": len(paths),
-              "mean_raw_cosine": round(float(_mean_cosine(raw_all)), 4)}
+              "mean_raw_cosine": round(float(_mean_cosine(raw_all)), 4), "photos": photos_digest(paths)}
     return whitening, report
 
 
