@@ -7,11 +7,10 @@ brand of the re-used known fake: raw fingerprints 0.991 / 0.947, whitened to 512
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
-
 import hashlib
 import json
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
