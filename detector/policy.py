@@ -1,4 +1,4 @@
-"""Named decision policies: risk thresholds for review / block and the brand-confidence threshold."""
+"""Named decision policies: risk thresholds for review / block and the brand-confidence thresholds."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from detector.dataclass_config import build_config
 __all__ = ["PolicyConfig", "list_policies", "get_policy", "decide"]
 
 POLICY_DIR = Path(__file__).parent / "configs" / "policies"
+TEXT_SCORES = ("title_score", "desc_score", "ocr_score")  # candidate features that name a brand in text
 
 
 @dataclass
@@ -23,6 +24,12 @@ class PolicyConfig:
     review_threshold: float = 0.5  # risk at or above -> review
     block_threshold: float = 0.9  # risk at or above -> block
     brand_threshold: float = 0.5  # brand confidence at or above -> the brand is reported as present
+    # A candidate named in the listing's own text (title, description or text read in the photos, match score at
+    # least text_named_score) is reported at this confidence instead; None: brand_threshold. Training chooses it,
+    # when not None, from the brand-less validation listings whose text names a brand ("compatible with X"), as it
+    # chooses brand_threshold from those showing an unregistered brand's logo, which no text names.
+    text_brand_threshold: float | None = None
+    text_named_score: float = 0.75
     never_block_authorized: bool = True  # an authorised seller is at most sent to review
     # Block only listings that name the brand they infringe (brand confidence >= brand_threshold); a high risk with
     # no brand named is sent to review: a block is explained by the brand it protects.
@@ -42,6 +49,22 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.review_threshold <= self.block_threshold <= 1.0:
             raise ValueError(f"policy {self.name!r}: need 0 <= review <= block <= 1")
+        if self.text_brand_threshold is not None and not 0.0 <= self.text_brand_threshold <= 1.0:
+            raise ValueError(f"policy {self.name!r}: text_brand_threshold must be in [0, 1] or null")
+
+    def named_in_text(self, features: Mapping[str, float]) -> bool:
+        """Whether a candidate with these features is named in the listing's title, description or photo text."""
+        return max(features.get(k, 0.0) for k in TEXT_SCORES) >= self.text_named_score
+
+    def threshold_for(self, features: Mapping[str, float]) -> float:
+        """The brand confidence at which a candidate with these features is reported as present."""
+        if self.text_brand_threshold is not None and self.named_in_text(features):
+            return self.text_brand_threshold
+        return self.brand_threshold
+
+    def names(self, candidate: Any) -> bool:
+        """Whether a candidate brand (``detector.features.Candidate`` or None) is reported as present."""
+        return candidate is not None and candidate.confidence >= self.threshold_for(candidate.features)
 
     def can_block(self, authorized_seller: bool, brand_named: bool) -> bool:
         """Whether a listing may be blocked at all: not an authorised seller's (of the named brand) when those are

@@ -125,7 +125,7 @@ class Scorer:
         brands = self.featurizer.brands
         best = lf.best()
         brand = None
-        if best is not None and best.confidence >= policy.brand_threshold:
+        if policy.names(best):
             brand = BrandResult(best.brand_id, brands[best.brand_id].name, round(best.confidence, 4))
         feats = best.features if best is not None else {}
         authorized = bool(brand and feats.get("authorized_seller"))

@@ -89,6 +89,43 @@ def test_authorised_seller_is_never_blocked(scored):
     assert res.decision != "block"
 
 
+def test_a_brand_named_in_the_listing_text_is_reported_at_the_text_threshold(scored, default_bundle):
+    """With no image-named brand reportable (brand threshold 1.0) and every text-named one reportable (text brand
+    threshold 0.0), the scorer reports exactly the candidates its own signals show named in the title, description
+    or photo text; without a text threshold it reports none."""
+    dataset, catalog = scored["dataset"], scored["catalog"]
+    unbranded = [r for r in scored["records"] if r["label"] == "unbranded"][:12]  # mostly no brand in the text
+    listings = [load_listing(dataset, r) for r in unbranded + [r for r in scored["records"] if r not in unbranded][:12]]
+    policy = dataclasses.replace(default_bundle.policy, brand_threshold=1.0, text_brand_threshold=0.0)
+    split = Scorer(dataclasses.replace(default_bundle, policy=policy), catalog).score_batch(listings)
+    image_only = dataclasses.replace(policy, text_brand_threshold=None)
+    plain = Scorer(dataclasses.replace(default_bundle, policy=image_only), catalog).score_batch(listings)
+    texts = ("title_brand_score", "description_brand_score", "ocr_brand_score")
+    in_text = [res.signals["candidate_brand_id"] is not None
+               and max(res.signals[k] for k in texts) >= policy.text_named_score for res in split]
+    assert 0 < sum(in_text) < len(in_text)
+    assert [res.brand is not None for res in split] == in_text
+    assert all(res.brand.brand_id == res.signals["candidate_brand_id"] for res in split if res.brand)
+    assert all(res.brand is None for res in plain)
+
+
+def test_policy_names_a_text_named_candidate_at_its_own_threshold():
+    from detector.features import Candidate
+
+    policy = PolicyConfig(name="t", brand_threshold=0.9, text_brand_threshold=0.5)
+    image = Candidate(1, {"img_sim": 0.8, "title_score": 0.6}, 0.7)  # a title score under the 0.75 cut names nothing
+    titled = Candidate(1, {"img_sim": 0.8, "title_score": 0.9}, 0.7)
+    read = Candidate(1, {"ocr_score": 0.8}, 0.7)  # a name read in the photos is text too
+    assert not policy.names(image) and policy.names(titled) and policy.names(read)
+    assert not policy.names(Candidate(1, {"desc_score": 1.0}, 0.4)) and not policy.names(None)
+    assert policy.threshold_for(image.features) == 0.9 and policy.threshold_for(titled.features) == 0.5
+    same = dataclasses.replace(policy, text_brand_threshold=None)  # older policies: one threshold for all
+    assert not same.names(titled) and same.names(Candidate(1, {"title_score": 1.0}, 0.95))
+    assert PolicyConfig.from_dict({"name": "old", "brand_threshold": 0.8}).text_brand_threshold is None
+    with pytest.raises(ValueError, match="text_brand_threshold"):
+        PolicyConfig(name="bad", text_brand_threshold=1.5)
+
+
 def test_known_fake_appears_then_vanishes_after_delete(scored):
     dataset, scorer, catalog = scored["dataset"], scored["scorer"], scored["catalog"]
     rec = next(r for r in scored["records"] if (r.get("meta") or {}).get("kind") == "reupload")

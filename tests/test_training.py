@@ -349,6 +349,60 @@ def test_brand_threshold_bounds_unregistered_attribution_with_confidence():
     assert choose_thresholds(risks, labels, np.zeros(0), base).brand_threshold == 0.5
 
 
+def test_a_text_brand_threshold_is_bounded_by_brand_less_listings_whose_text_names_a_brand():
+    """Each wrong name is bounded by the threshold that reports it: the image threshold by unregistered logos no
+    text names, the text threshold by brand-less listings whose text names their best candidate ("compatible with
+    X"). A look-alike logo at 0.87 no longer holds text-named brands back; the block threshold is chosen among the
+    listings each threshold names."""
+    from detector.policy import get_policy
+    from training.classifier import text_named_brandless_confidences, text_named_rows
+    from training.metrics import decisions_for
+
+    rng = np.random.default_rng(2)
+    n_unreg, n_compat = 96, 60
+    unreg = np.concatenate([rng.uniform(0.0, 0.6, n_unreg - 1), [0.87]])
+    compat = np.concatenate([rng.uniform(0.0, 0.05, n_compat - 1), [0.3]])
+    # 100 counterfeits named in their titles at confidence 0.6-0.8 (under the look-alike) and risk 0.9-1.0
+    counterfeit = np.linspace(0.6, 0.8, 100)
+    conf = np.concatenate([unreg, compat, counterfeit])
+    text = [False] * n_unreg + [True] * (n_compat + 100)
+    feats = [ListingFeatures(f"L{i}", [Candidate(1, {"title_score": 0.9 if t else 0.0, "img_sim": 0.7}, float(c))], {})
+             for i, (c, t) in enumerate(zip(conf, text))]
+    labels = ["unbranded"] * (n_unreg + n_compat) + ["counterfeit"] * 100
+    records = ([{"listing_id": f"L{i}", "meta": {"kind": "unregistered_logo"}} for i in range(n_unreg)]
+               + [{"listing_id": f"L{n_unreg + i}", "meta": {"kind": "generic"}} for i in range(n_compat + 100)])
+    data = LabelledFeatures(feats, labels, [None] * (n_unreg + n_compat) + [1] * 100, ["g"] * len(feats), records)
+    risks = np.concatenate([np.full(n_unreg + n_compat, 0.05), np.linspace(0.9, 1.0, 100)])
+
+    one = get_policy("default")
+    assert one.text_brand_threshold is None
+    named_rows = text_named_rows(data, one)
+    assert named_rows.tolist() == text
+    single = choose_thresholds(risks, labels, unregistered_confidences(data), one, brand_conf=conf)
+    assert 0.87 < single.brand_threshold and single.text_brand_threshold is None
+    assert single.block_threshold == 1.0  # no counterfeit is named, so none can be blocked
+
+    base = dataclasses.replace(one, text_brand_threshold=0.5)
+    report: dict = {}
+    split = choose_thresholds(risks, labels, unregistered_confidences(data, skip=named_rows), base, report=report,
+                              brand_conf=conf, text_named=named_rows,
+                              brand_conf_text_brandless=text_named_brandless_confidences(data, named_rows))
+    assert 0.87 < split.brand_threshold <= 0.870001
+    assert split.text_brand_threshold == 0.5  # the most confident "compatible with" listing (0.3) is under the floor
+    assert report["text_brand_threshold"]["n"] == n_compat and report["text_brand_threshold"]["attributed"] == 0
+    assert split.block_threshold <= 0.9
+    decisions = decisions_for(data, risks, split)
+    assert decisions[-100:] == ["block"] * 100 and "block" not in decisions[:-100]
+    # a "compatible with" listing the brand model rates 0.7 holds the text threshold above it
+    compat_high = text_named_brandless_confidences(data, named_rows)
+    compat_high[-1] = 0.7
+    assert 0.7 < choose_thresholds(risks, labels, unregistered_confidences(data, skip=named_rows), base,
+                                   brand_conf=conf, text_named=named_rows,
+                                   brand_conf_text_brandless=compat_high).text_brand_threshold <= 0.700001
+    with pytest.raises(ValueError, match="text_named"):
+        choose_thresholds(risks, labels, unregistered_confidences(data), base, brand_conf=conf)
+
+
 def test_clopper_pearson_bound_matches_closed_form():
     # With no event in n trials the one-sided bound solves (1 - p) ** n = 1 - confidence.
     for n in (10, 96, 500):
@@ -581,6 +635,35 @@ def test_a_finished_run_refits_its_classifier_and_policy_from_saved_features(tra
     with pytest.raises(ValueError, match="give one"):
         train_mod.train(train_mod.get_train_config("quick"), small_dataset, out, embedder_from=trained,
                         features_from=run)
+
+
+def test_a_policy_with_a_text_brand_threshold_is_tuned_by_training(trained, small_dataset, tmp_path):
+    """Refitted from the same features with the ``default_text`` policy, training chooses both brand thresholds on
+    validation, each bounded by its own brand-less listings, and the model's decisions name text-named candidates at
+    the text threshold."""
+    from detector.policy import get_policy
+    from training.classifier import text_named_rows, unregistered_confidences
+
+    run, out = trained.parent, tmp_path / "text"
+    config = json.loads((train_mod.CONFIG_DIR / "quick.json").read_text())
+    (tmp_path / "text.json").write_text(json.dumps({**config, "policy": "default_text"}))
+    assert train_mod.main(["--config", str(tmp_path / "text.json"), "--data", str(small_dataset), "--out", str(out),
+                           "--no-progress", "--features-from", str(run)]) == 0
+    source, meta = (json.loads((d / "model.json").read_text()) for d in (trained, out / "model"))
+    policy = load_model(out / "model").policy
+    assert get_policy("default").text_brand_threshold is None and source["metrics"]["val"]["policy"][
+        "text_brand_threshold"] is None
+    assert 0.5 <= policy.text_brand_threshold <= 0.99
+    report = meta["brand_threshold"]["text_brand_threshold"]
+    assert report["threshold"] == policy.text_brand_threshold and report["attributed"] <= report["allowed"]
+    # the image bound now counts only the unregistered-logo rows no text names, scored by the same brand model
+    val = pickle.loads((run / train_mod.FEATURES_FILE).read_bytes())["labelled"]["val"]
+    load_model(out / "model").classifier.set_brand_confidence(val.features)
+    skip = text_named_rows(val, policy)
+    image_rows = unregistered_confidences(val, skip=skip)
+    assert meta["brand_threshold"]["n"] == len(image_rows) <= len(unregistered_confidences(val))
+    assert int((image_rows >= policy.brand_threshold).sum()) == meta["brand_threshold"]["attributed"]
+    assert meta["metrics"]["val"]["policy"]["text_brand_threshold"] == policy.text_brand_threshold
 
 
 def test_a_cut_off_run_goes_on_from_the_features_it_saved(trained, small_dataset, tmp_path, monkeypatch):

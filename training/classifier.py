@@ -19,6 +19,7 @@ from detector.policy import PolicyConfig
 from training.data import source_listing_id
 
 __all__ = ["ClassifierConfig", "LabelledFeatures", "fit_classifier", "choose_thresholds", "unregistered_confidences",
+           "text_named_rows", "text_named_brandless_confidences",
            "best_confidences", "best_authorized", "listing_ids"]
 
 log = logging.getLogger(__name__)
@@ -150,18 +151,38 @@ def _max_by(values: np.ndarray, keys: Sequence[str]) -> np.ndarray:
     return np.fromiter(best.values(), dtype=np.float64, count=len(best))
 
 
-def unregistered_confidences(data: LabelledFeatures) -> np.ndarray:
+def unregistered_confidences(data: LabelledFeatures, skip: np.ndarray | None = None) -> np.ndarray:
     """Best brand confidence of each listing showing an unregistered brand's logo (brand confidences must be set).
 
     Listings are recognised by their record's ``meta.kind == "unregistered_logo"`` (generated data); data without
     such records (e.g. only moderators' verdicts) falls back to every unbranded listing. A listing that appears more
     than once (a companion marketplace draws the same listings again, a photo-only copy reuses its photos) is one
     trial of the attribution bound, at its highest confidence (see ``listing_ids``).
+
+    ``skip`` (a flag per row) leaves rows out: those whose best candidate the listing's text names when the policy
+    reports such candidates at a threshold of their own (``text_named_rows``).
     """
     kinds = [(r.get("meta") or {}).get("kind") for r in data.records] if data.records else [None] * len(data.labels)
     pick = [i for i, k in enumerate(kinds) if k == "unregistered_logo"]
     if not pick:
         pick = [i for i, lab in enumerate(data.labels) if lab == "unbranded"]
+    if skip is not None:
+        pick = [i for i in pick if not skip[i]]
+    ids = listing_ids(data)
+    return _max_by(best_confidences(data)[pick], [ids[i] for i in pick])
+
+
+def text_named_rows(data: LabelledFeatures, policy: PolicyConfig) -> np.ndarray:
+    """Whether each listing's best candidate is named in its own title, description or photo text (brand
+    confidences must be set; see ``PolicyConfig.named_in_text``)."""
+    return np.array([bool(lf.best() and policy.named_in_text(lf.best().features)) for lf in data.features], dtype=bool)
+
+
+def text_named_brandless_confidences(data: LabelledFeatures, text_named: np.ndarray) -> np.ndarray:
+    """Best brand confidence of each brand-less listing whose text names its best candidate ("compatible with X",
+    a brand's name in an unbranded product's description): what the text brand threshold must not report. One
+    trial per source listing, as in ``unregistered_confidences``."""
+    pick = [i for i, lab in enumerate(data.labels) if lab == "unbranded" and text_named[i]]
     ids = listing_ids(data)
     return _max_by(best_confidences(data)[pick], [ids[i] for i in pick])
 
@@ -217,6 +238,8 @@ def choose_thresholds(
     brand_conf: np.ndarray | None = None,
     authorized: np.ndarray | None = None,
     ids: Sequence[str] | None = None,
+    text_named: np.ndarray | None = None,
+    brand_conf_text_brandless: np.ndarray | None = None,
 ) -> PolicyConfig:
     """Pick review / block thresholds for the policy's targets and the brand-confidence threshold.
 
@@ -241,15 +264,32 @@ def choose_thresholds(
     ``ids`` (each row's source listing, see ``listing_ids``) makes a listing seen more than once (drawn again by a
     companion marketplace, or copied photo-only or text-only) count once in the authentic-blocked bound, at its
     highest risk, as ``unregistered_confidences`` does for the brand threshold: they are not independent trials.
+
+    With ``base.text_brand_threshold`` set, candidates named in the listing's own text are reported at a threshold of
+    their own, chosen the same way from ``brand_conf_text_brandless`` (brand-less listings whose text names their
+    best candidate, see ``text_named_brandless_confidences``); ``text_named`` (per listing, ``text_named_rows``) and
+    ``brand_conf`` are then needed, and ``brand_conf_unregistered`` should leave text-named rows out: each wrong name
+    is bounded by the threshold that reports it.
     """
     positive = np.array([lab == "counterfeit" for lab in labels])
     authentic = np.array([lab == "authentic" for lab in labels])
     brand_t, brand_report = _brand_threshold(np.asarray(brand_conf_unregistered, dtype=np.float64),
                                              base.max_unregistered_attribution, base.attribution_confidence)
-    if (base.block_needs_brand or authorized is not None) and (brand_conf is None or len(brand_conf) != len(risks)):
-        raise ValueError("a policy with block_needs_brand (or authorised sellers given) needs each listing's brand "
-                         "confidence")
-    named = np.ones(len(risks), bool) if brand_conf is None else np.asarray(brand_conf) >= brand_t
+    split = base.text_brand_threshold is not None
+    if (base.block_needs_brand or authorized is not None or split) and (brand_conf is None
+                                                                       or len(brand_conf) != len(risks)):
+        raise ValueError("a policy with block_needs_brand or a text brand threshold (or authorised sellers given) "
+                         "needs each listing's brand confidence")
+    thresholds = np.full(len(risks), brand_t)
+    text_t, text_report = None, None
+    if split:
+        if text_named is None or len(text_named) != len(risks) or brand_conf_text_brandless is None:
+            raise ValueError("a policy with a text brand threshold needs text_named (per listing) and "
+                             "brand_conf_text_brandless")
+        text_t, text_report = _brand_threshold(np.asarray(brand_conf_text_brandless, dtype=np.float64),
+                                               base.max_unregistered_attribution, base.attribution_confidence)
+        thresholds = np.where(np.asarray(text_named, dtype=bool), text_t, brand_t)
+    named = np.ones(len(risks), bool) if brand_conf is None else np.asarray(brand_conf) >= thresholds
     sellers = np.zeros(len(risks), bool) if authorized is None else np.asarray(authorized, dtype=bool)
     # the seller counts as authorised only for a named brand, as in training.metrics.decisions_for
     blockable = np.array([base.can_block(bool(a and n), bool(n)) for a, n in zip(sellers, named)], dtype=bool)
@@ -267,5 +307,8 @@ def choose_thresholds(
     if report is not None:
         report.update(brand_report, brand_threshold=round(brand_t, 6), authentic_blocked={
             "n": n_authentic, "allowed": int(np.floor(authentic_cap * n_authentic + 1e-9))})
+        if split:
+            report["text_brand_threshold"] = {**text_report, "threshold": round(text_t, 6)}
     return PolicyConfig.from_dict({**base.to_dict(), "review_threshold": round(review, 6),
-                                   "block_threshold": round(block, 6), "brand_threshold": round(brand_t, 6)})
+                                   "block_threshold": round(block, 6), "brand_threshold": round(brand_t, 6),
+                                   "text_brand_threshold": round(text_t, 6) if split else None})

@@ -166,7 +166,7 @@ def write_predictions(path: Path, data: LabelledFeatures, risks: np.ndarray, pol
     with open(path, "w") as f:
         for i, lf in enumerate(data.features):
             best = lf.best()
-            present = best is not None and best.confidence >= policy.brand_threshold
+            present = policy.names(best)
             f.write(json.dumps({
                 "listing_id": lf.listing_id, "label": data.labels[i], "true_brand_id": data.brand_ids[i],
                 "risk": float(risks[i]), "decision": decisions[i],

@@ -36,6 +36,7 @@ from rich.table import Table
 from sklearn.metrics import roc_auc_score
 
 from detector.bundle import load_model
+from detector.policy import PolicyConfig
 from training.pipeline import FEATURES_FILE
 
 __all__ = ["probe", "main"]
@@ -44,14 +45,14 @@ CUTOFFS = (0.0, 0.02, 0.05, 0.1)
 GROUPS = ("mark", "decoration", "decoration_unnamed", "look_alike")
 
 
-def _rows(labelled: Any, brand_threshold: float) -> dict[str, list[dict[str, Any]]]:
+def _rows(labelled: Any, policy: PolicyConfig) -> dict[str, list[dict[str, Any]]]:
     """Each listing's best candidate with an authentic image match, by group (see the module docstring)."""
     groups: dict[str, list[dict[str, Any]]] = {name: [] for name in GROUPS}
     for lf, rec, true_brand in zip(labelled.features, labelled.records, labelled.brand_ids):
         best = lf.best()
         if best is None or best.features.get("img_sim", 0.0) <= 0.0 or not best.features.get("img_generic"):
             continue
-        named, kind = best.confidence >= brand_threshold, (rec.get("meta") or {}).get("kind")
+        named, kind = policy.names(best), (rec.get("meta") or {}).get("kind")
         row = {"listing_id": lf.listing_id, "brand_id": best.brand_id, "confidence": round(best.confidence, 4),
                "img_sim": best.features["img_sim"], "img_generic": best.features["img_generic"]}
         if kind == "generic":
@@ -73,9 +74,10 @@ def probe(features_dir: str | Path, model: str = "default", split: str = "test")
     labelled = saved["labelled"][split]
     bundle = load_model(model)
     bundle.classifier.set_brand_confidence(labelled.features)
-    groups = _rows(labelled, bundle.policy.brand_threshold)
+    groups = _rows(labelled, bundle.policy)
     out: dict[str, Any] = {"features": str(Path(features_dir).resolve()), "model": bundle.version,
-                           "brand_threshold": bundle.policy.brand_threshold, "groups": {}}
+                           "brand_threshold": bundle.policy.brand_threshold,
+                           "text_brand_threshold": bundle.policy.text_brand_threshold, "groups": {}}
     for name, rows in groups.items():
         sim = np.array([r["img_sim"] for r in rows])
         gen = np.array([r["img_generic"] for r in rows])
@@ -100,8 +102,9 @@ def probe(features_dir: str | Path, model: str = "default", split: str = "test")
 
 
 def _print(result: dict[str, Any], console: Console) -> None:
-    table = Table(title=f"img_generic on {result['features']} (model {result['model']}, named: confidence ≥ "
-                        f"{result['brand_threshold']:.3f})")
+    text_t = result.get("text_brand_threshold")
+    named = f"{result['brand_threshold']:.3f}" + (f", {text_t:.3f} when named in its text" if text_t is not None else "")
+    table = Table(title=f"img_generic on {result['features']} (model {result['model']}, named: confidence ≥ {named})")
     for col in ("group", "n", "img_sim", "img_generic", "sim − generic",
                 *(f"share < {c}" for c in CUTOFFS)):
         table.add_column(col, justify="right")

@@ -60,7 +60,7 @@ def decisions_for(data: LabelledFeatures, risks: np.ndarray, policy: PolicyConfi
     out = []
     for lf, risk in zip(data.features, risks):
         best = lf.best()
-        present = best is not None and best.confidence >= policy.brand_threshold
+        present = policy.names(best)
         authorized = bool(present and best.features.get("authorized_seller"))
         out.append(decide(float(risk), policy, authorized_seller=authorized, brand_named=present))
     return out
@@ -89,8 +89,7 @@ def compute_metrics(data: LabelledFeatures, risks: np.ndarray, policy: PolicyCon
     fused_hits = []
     for i in branded:
         best = data.features[i].best()
-        fused_hits.append(best is not None and best.brand_id == data.brand_ids[i]
-                          and best.confidence >= policy.brand_threshold)
+        fused_hits.append(policy.names(best) and best.brand_id == data.brand_ids[i])
     photo_only = [bool((r.get("meta") or {}).get("photo_only")) for r in data.records] if data.records else [False] * len(y)
     texted = [i for i in branded if not photo_only[i]]  # title metrics need a title that may name the brand
     title_hits = [title_top_brand(data.features[i]) == data.brand_ids[i] for i in texted]
@@ -100,8 +99,7 @@ def compute_metrics(data: LabelledFeatures, risks: np.ndarray, policy: PolicyCon
     unbranded = [i for i, lab in enumerate(data.labels) if lab == "unbranded"]
 
     def attributed(i: int) -> bool:
-        best = data.features[i].best()
-        return best is not None and best.confidence >= policy.brand_threshold
+        return policy.names(data.features[i].best())
 
     reup = [i for i, k in enumerate(kinds) if k == "reupload"]
     reup_hits = [fake_top_brand(data.features[i])[0] == data.brand_ids[i] for i in reup]
@@ -134,5 +132,5 @@ def compute_metrics(data: LabelledFeatures, risks: np.ndarray, policy: PolicyCon
         "block_precision": round(float(np.mean([y[i] for i in range(len(y)) if blocked[i]])), 4) if n_block else None,
         "decisions": {d: int(sum(1 for x in decisions if x == d)) for d in ("allow", "review", "block")},
         "policy": {"review_threshold": policy.review_threshold, "block_threshold": policy.block_threshold,
-                   "brand_threshold": policy.brand_threshold},
+                   "brand_threshold": policy.brand_threshold, "text_brand_threshold": policy.text_brand_threshold},
     }

@@ -32,7 +32,8 @@ from detector.features import FeatureConfig, Featurizer, brand_infos
 from detector.policy import get_policy
 from indexes.catalog import Catalog
 from training.classifier import (ClassifierConfig, LabelledFeatures, best_authorized, best_confidences,
-                                 choose_thresholds, fit_classifier, listing_ids, unregistered_confidences)
+                                 choose_thresholds, fit_classifier, listing_ids, text_named_brandless_confidences,
+                                 text_named_rows, unregistered_confidences)
 from training.data import Dataset, load_dataset, photo_only_copies, text_only_copies
 from training.pipeline import (FEATURES_FILE, concat_features, dataset_digest, dataset_path, featurize_records,
                                features_key, label_features, load_features, register_brands, save_features,
@@ -427,9 +428,14 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
     clf.set_brand_confidence(val.features)
     risks = clf.predict_risk(val.features)
     brand_report: dict[str, Any] = {}
-    policy = choose_thresholds(risks, val.labels, unregistered_confidences(val), get_policy(config.policy),
-                               report=brand_report, brand_conf=best_confidences(val),
-                               authorized=best_authorized(val), ids=listing_ids(val))
+    base_policy = get_policy(config.policy)
+    # A policy with a text brand threshold bounds text-named and image-named candidates each by its own listings.
+    text_named = text_named_rows(val, base_policy)
+    split = base_policy.text_brand_threshold is not None
+    policy = choose_thresholds(risks, val.labels, unregistered_confidences(val, skip=text_named if split else None),
+                               base_policy, report=brand_report, brand_conf=best_confidences(val),
+                               authorized=best_authorized(val), ids=listing_ids(val), text_named=text_named,
+                               brand_conf_text_brandless=text_named_brandless_confidences(val, text_named))
     policy.name = f"{config.name}-tuned"
     log.info("brand threshold: %s", brand_report)
 
