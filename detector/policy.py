@@ -31,7 +31,7 @@ class PolicyConfig:
     text_brand_threshold: float | None = None
     text_named_score: float = 0.75
     never_block_authorized: bool = True  # an authorised seller is at most sent to review
-    # Block only listings that name the brand they infringe (brand confidence >= brand_threshold); a high risk with
+    # Block only listings that name the brand they infringe (see ``names``); a high risk with
     # no brand named is sent to review: a block is explained by the brand it protects.
     block_needs_brand: bool = False
     target_block_precision: float = 0.99  # what training aimed for when it chose block_threshold on validation
