@@ -224,6 +224,36 @@ def test_reference_rotations_meet_a_slanted_mark_halfway(default_bundle):
     assert plain_id != rotated_id and rotated_id.endswith("-rot10,-10")
 
 
+def test_low_res_reference_views_lean_towards_a_mark_seen_small(default_bundle):
+    # A mark a few dozen pixels wide in a photo has lost the reference's fine detail: with low_res the reference is
+    # the mean of its views and a reduced copy, closer to the mark seen small and still close to the sharp reference.
+    from detector.embedder import _reduced
+    from training import render
+
+    embedder = default_bundle.embedder
+    logo = render.render_reference(render.get_icon("spotify"), "light")
+    saved = embedder.config.references
+    sharp_only = dataclasses.replace(saved, low_res=())
+    with_coarse = dataclasses.replace(sharp_only, low_res=(48,))
+    try:
+        embedder.config.references = sharp_only
+        sharp, sharp_id = embedder.embed_references([logo])[0], embedder.references_id
+        embedder.config.references = with_coarse
+        mean_of_views, coarse_id = embedder.embed_references([logo])[0], embedder.references_id
+        assert embedder.embed_references([logo, logo]).shape == (2, embedder.dim)
+        # the same vector as the mean of the views embedded one by one (upright, turned, reduced)
+        views = [logo] + [logo.rotate(a, resample=Image.Resampling.BICUBIC, fillcolor=logo.getpixel((0, 0)))
+                          for a in with_coarse.rotations] + [_reduced(logo, 48)]
+        by_hand = embedder.embed_images(views).sum(axis=0)
+        np.testing.assert_allclose(mean_of_views, by_hand / np.linalg.norm(by_hand), atol=1e-5)
+    finally:
+        embedder.config.references = saved
+    small_mark, upright = embedder.embed_images([_reduced(logo, 40), logo])
+    assert small_mark @ mean_of_views > small_mark @ sharp, (small_mark @ mean_of_views, small_mark @ sharp)
+    assert upright @ mean_of_views > 0.9
+    assert sharp_id != coarse_id and coarse_id.endswith("-low48")
+
+
 def test_extra_input_size_adds_that_scale_s_windows(embedder):
     # The default config also embeds each photo at 416 px: those windows follow the 320-px ones and are exactly what
     # an embedder whose main size is 416 computes; fingerprints are made from the 320-px windows alone.
@@ -300,6 +330,13 @@ def test_reference_rotations_are_checked():
     cfg = ModelConfig.from_dict({**get_model_config("effnet-lite0-minilm").to_dict(),
                                  "references": {"rotations": [10, -10]}})
     assert cfg.references.rotations == (10.0, -10.0) and cfg.references.frame
+    assert ReferenceConfig(low_res=[48.0]).low_res == (48,)
+    for bad in ([4], [256], [48, 48]):
+        with pytest.raises(ValueError, match="low_res"):
+            ReferenceConfig(low_res=bad)
+    cfg = ModelConfig.from_dict({**get_model_config("effnet-lite0-minilm").to_dict(),
+                                 "references": {"rotations": [10, -10], "low_res": [48]}})
+    assert cfg.references.low_res == (48,) and cfg.references.tag.endswith("-rot10,-10-low48")
 
 
 def test_shipped_whitened_fingerprints_single_out_a_reused_photo(default_bundle):

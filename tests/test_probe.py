@@ -155,3 +155,40 @@ def test_title_probe_on_planned_seeds_pools_every_seed_and_renders_nothing(tmp_p
     assert expected > 0
     disguised_row = next(line for line in printed.splitlines() if "disguised" in line)
     assert f" {expected} " in disguised_row
+
+
+def test_probe_tries_other_reference_settings(default_bundle, small_dataset, tmp_path):
+    """``--references`` probes the model with other reference settings (here one more, reduced view of each
+    reference): the top-1 it reports is the one the embedder gives with those settings, computed directly."""
+    import dataclasses
+
+    out = tmp_path / "probe"
+    assert probe_mod.main(["--data", str(small_dataset), "--limit", "0", "--out", str(out), "--no-progress",
+                           "--references", '{"low_res": [48]}']) == 0
+    result = json.loads((out / "probe.json").read_text())
+    assert result["references"].endswith("-rot10,-10-low48")
+    model = [v for v in result["variants"] if v["model"]][0]
+
+    dataset = load_dataset(small_dataset)
+    embedder = default_bundle.embedder
+    saved = embedder.config.references
+    embedder.config.references = dataclasses.replace(saved, low_res=(48,))
+    try:
+        registered = [b["slug"] for b in dataset.brands if b["registered"]]
+        refs = {s: embedder.embed_references([dataset.open_image(a["image"]) for a in dataset.assets
+                                              if a["brand_slug"] == s and a["kind"] == "authentic"])
+                for s in registered}
+    finally:
+        embedder.config.references = saved
+    hits = []
+    for r in dataset.listings_for("val"):
+        if r["images"] and r["meta"].get("logo_slug") and r.get("brand_slug") in refs:
+            flat = embedder.embed_image_regions([dataset.open_image(p) for p in r["images"]])
+            flat = flat.reshape(-1, flat.shape[-1])
+            best = max(registered, key=lambda s: float((flat @ refs[s].T).max()) if len(refs[s]) else -np.inf)
+            hits.append(best == r["brand_slug"])
+    assert model["n_registered"] == len(hits) > 0
+    assert model["top1"] == pytest.approx(np.mean(hits), abs=1e-4)
+
+    with pytest.raises(SystemExit):  # a setting ReferenceConfig refuses is a usage error, not a traceback
+        probe_mod.main(["--data", str(small_dataset), "--references", '{"low_res": [4]}', "--no-progress"])

@@ -1,7 +1,7 @@
 """Brand-from-photo retrieval on one split, fast: for embedder experiments (input sizes, how brand scores pool).
 
 ``python -m training.probe --model default --data DIR --split val --limit 500 [--extra-sizes 512] [--out DIR]
-[--weights RUN/finetune_weights.safetensors]``
+[--weights RUN/finetune_weights.safetensors] [--references '{"low_res": [48]}']``
 
 Embeds the registered brands' reference assets (every split, as the evaluation gallery ``all``) and the photos of a
 split's listings that show a logo, then ranks brands by photo evidence alone, brute force, for several variants: each
@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from detector.bundle import load_embedder_weights, load_model, resolve_model_path
-from detector.embedder import Embedder, create_embedder
+from detector.embedder import Embedder, ReferenceConfig, create_embedder
 from training.data import DataConfig, Dataset, load_dataset, photo_scenes
 from training.evaluate import sample_records
 from training.pipeline import dataset_path, progress_bar
@@ -205,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default=None, metavar="FILE",
                         help="safetensors of fine-tuned weights to use with MODEL's embedder config instead of its "
                              "own (e.g. a training run's finetune_weights.safetensors)")
+    parser.add_argument("--references", default=None, metavar="JSON",
+                        help='reference settings to try instead of the model\'s (ReferenceConfig fields), e.g. '
+                             '\'{"low_res": [48]}\'')
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="folder for probe.json")
     parser.add_argument("--no-progress", action="store_true")
@@ -222,10 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     else:
         bundle = load_model(args.model)
         embedder, version = bundle.embedder, bundle.version
+    if args.references:
+        try:
+            embedder.config.references = ReferenceConfig(**{**dataclasses.asdict(embedder.config.references),
+                                                            **json.loads(args.references)})
+        except (ValueError, TypeError) as e:
+            parser.error(f"--references: {e}")
     result = probe(embedder, load_dataset(dataset_path(args.data)), args.split, args.limit or None, extra,
                    args.seed, progress=not args.no_progress)
     result["model_version"] = version
     result["weights"] = args.weights
+    result["references"] = embedder.references_id.split("#", 1)[1]
     _print(result)
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
