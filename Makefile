@@ -32,7 +32,7 @@ demo: install
 	$(PY) -m detector.cli demo --home $(HOME_DIR)
 
 test: install
-	$(PY) -m pytest -q tests notebooks --nbmake
+	$(PY) -m pytest -q --durations=25 tests notebooks --nbmake
 
 clean:
 	rm -rf $(VENV) var

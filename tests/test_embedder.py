@@ -254,6 +254,35 @@ def test_low_res_reference_views_lean_towards_a_mark_seen_small(default_bundle):
     assert sharp_id != coarse_id and coarse_id.endswith("-low48")
 
 
+def test_reference_sizes_add_the_reference_seen_at_a_smaller_input(default_bundle):
+    # ``sizes`` adds the framed reference embedded at another input side (the whole map pooled): the vector is the
+    # normalised mean of that view and the others, and its tag keeps indexes made with and without it apart.
+    from training import render
+
+    embedder = default_bundle.embedder
+    logo = render.render_reference(render.get_icon("spotify"), "light")
+    saved = embedder.config.references
+    try:
+        embedder.config.references = dataclasses.replace(saved, low_res=(), sizes=())
+        others, plain_id = embedder.embed_references([logo])[0], embedder.references_id
+        embedder.config.references = dataclasses.replace(saved, low_res=(), sizes=(160,))
+        with_small, sized_id = embedder.embed_references([logo, logo]), embedder.references_id
+    finally:
+        embedder.config.references = saved
+    small = embedder.embed_regions_at([logo], 160)[0, 0]
+    n_others = 1 + len(saved.rotations)
+    by_hand = others * np.linalg.norm(  # undo the normalisation of the others' mean: their sum has that length
+        sum(embedder.embed_images([logo] + [logo.rotate(a, resample=Image.Resampling.BICUBIC,
+                                                         fillcolor=logo.getpixel((0, 0))) for a in saved.rotations])))
+    assert n_others == 3
+    expected = (by_hand + small) / np.linalg.norm(by_hand + small)
+    np.testing.assert_allclose(with_small[0], expected, atol=1e-5)
+    np.testing.assert_array_equal(with_small[0], with_small[1])
+    assert plain_id != sized_id and sized_id.endswith("-rot10,-10-at160")
+    with pytest.raises(ValueError, match="reference sizes"):
+        ReferenceConfig(sizes=[16])
+
+
 def test_extra_input_size_adds_that_scale_s_windows(embedder):
     # The default config also embeds each photo at 416 px: those windows follow the 320-px ones and are exactly what
     # an embedder whose main size is 416 computes; fingerprints are made from the 320-px windows alone.

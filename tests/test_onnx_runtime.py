@@ -178,3 +178,23 @@ def test_torch_stays_the_default_and_unknown_runtime_is_refused(embedder):
     assert embedder.image_runtime is None
     with pytest.raises(ValueError, match="known: torch, onnx"):
         create_embedder(runtime="tensorrt")
+
+
+def test_reference_views_at_other_sizes_use_the_torch_tower(embedder, exported):
+    # A reference view at an input side the export does not have (ReferenceConfig.sizes) is embedded by the torch
+    # tower, so an ONNX-served model registers references as the torch one does instead of failing.
+    import dataclasses
+
+    logo = render_logo(get_icon("adidas"), 200).convert("RGB")
+    twin = _onnx_twin(embedder, exported)
+    twin.config = dataclasses.replace(embedder.config, references=dataclasses.replace(
+        embedder.config.references, sizes=(160,)))
+    got = twin.embed_references([logo])
+    saved = embedder.config
+    embedder.config = twin.config
+    try:
+        expected = embedder.embed_references([logo])
+    finally:
+        embedder.config = saved
+    assert np.abs(got - expected).max() < TOLERANCE
+
