@@ -24,7 +24,6 @@ from rich.console import Console
 from rich.table import Table
 
 from detector.bundle import load_model
-from detector.embedder import ReferenceConfig
 from training.data import load_dataset
 from training.evaluate import sample_records
 from training.probe import brand_scores, embed_gallery, embed_photo_regions
@@ -53,7 +52,7 @@ def main() -> None:
     for col in ("references", "photo top-1", "unregistered > p10(hits)", "named above u90"):
         table.add_column(col)
     for variant in ("{}", *(args.variant or DEFAULT_VARIANTS)):
-        embedder.config.references = ReferenceConfig(**{**dataclasses.asdict(own), **json.loads(variant)})
+        embedder.config.references = dataclasses.replace(own, **json.loads(variant))
         gallery = embed_gallery(embedder, dataset)
         index = {s: i for i, s in enumerate(gallery.slugs)}
         right, unregistered = [], []

@@ -742,8 +742,9 @@ class Embedder:
     def embed_references(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Embeddings ``(N, dim)`` of brands' clean reference images, framed per ``config.references`` first.
 
-        With ``references.rotations`` or ``references.low_res`` each vector is the normalised mean of the framed
-        image's embedding and its views' (turned; reduced and scaled back), one backbone batch for all views.
+        With ``references.rotations``, ``low_res`` or ``sizes`` each vector is the normalised mean of the framed
+        image's embedding and its views' (turned; reduced and scaled back: one backbone batch; at other input sides:
+        one torch pass per side).
         """
         refs = self.config.references
         if refs.frame:
@@ -755,23 +756,21 @@ class Embedder:
                   for angle in refs.rotations for im in upright]
         coarse = [_reduced(im, side) for side in refs.low_res for im in upright]
         n_views = 1 + len(refs.rotations) + len(refs.low_res)
-        views = self.embed_images(upright + turned + coarse).reshape(n_views, len(upright), -1)
-        scaled = [self._whole_at(upright, side) for side in refs.sizes]
-        return l2_normalize(views.sum(axis=0) + sum(scaled, np.zeros_like(views[0])))
+        total = self.embed_images(upright + turned + coarse).reshape(n_views, len(upright), -1).sum(axis=0)
+        for size in refs.sizes:  # the torch tower whatever the runtime: an export has only the photos' sizes
+            with torch.inference_mode():
+                for start, chunk in zip(range(0, len(upright), self.batch_size), self._batches(upright)):
+                    x = torch.stack([self._preprocess_at(size)(im) for im in chunk])
+                    total[start : start + len(chunk)] += l2_normalize(
+                        self._regions_at(size, x, whole_only=True, torch_only=True)[:, 0])
+        return l2_normalize(total)
 
-    @torch.inference_mode()
-    def _whole_at(self, images: Sequence[Image.Image], size: int) -> np.ndarray:
-        """Whole-photo embeddings ``(N, dim)`` at input side ``size``, by the torch tower whatever the runtime."""
-        preprocess = self.extra_preprocess.get(size) or (
-            self.preprocess if size == self.config.preprocess.image_size
-            else _image_transform(dataclasses.replace(self.config.preprocess, image_size=size)))
-        out = []
-        for chunk in self._batches(list(images)):
-            x = torch.stack([preprocess(im) for im in chunk]).contiguous(memory_format=torch.channels_last)
-            visual = self.model.visual
-            out.append(visual.head(self.pool_regions(visual.trunk.forward_features(x), whole_only=True))[:, 0]
-                       .float().numpy())
-        return l2_normalize(np.concatenate(out))
+    def _preprocess_at(self, size: int) -> Any:
+        """The model's preprocessing at any square input side."""
+        if size == self.config.preprocess.image_size:
+            return self.preprocess
+        return self.extra_preprocess.get(size) or _image_transform(
+            dataclasses.replace(self.config.preprocess, image_size=size))
 
     @torch.inference_mode()
     def embed_image_regions(self, images: Sequence[Image.Image], whole_only: bool = False,
@@ -831,18 +830,16 @@ class Embedder:
     def embed_regions_at(self, images: Sequence[Image.Image], size: int) -> np.ndarray:
         """Region embeddings ``(N, R, dim)`` of photos preprocessed to any square side (for trying input sizes the
         model does not use; the ONNX runtime only has the model's sizes)."""
-        if size == self.config.preprocess.image_size:
-            preprocess = self.preprocess
-        else:
-            preprocess = self.extra_preprocess.get(size) or _image_transform(
-                dataclasses.replace(self.config.preprocess, image_size=size))
+        preprocess = self._preprocess_at(size)
         x = torch.stack([preprocess(im.convert("RGB")) for im in images])
         return l2_normalize(self._regions_at(size, x, whole_only=False))
 
-    def _regions_at(self, size: int, x: torch.Tensor, whole_only: bool, views: bool = False) -> np.ndarray:
+    def _regions_at(self, size: int, x: torch.Tensor, whole_only: bool, views: bool = False,
+                    torch_only: bool = False) -> np.ndarray:
         """Region embeddings (unnormalised for torch) of a preprocessed ``(B, 3, size, size)`` batch: the size's
-        windows, then (``views``, main size only) the :attr:`fingerprint_views` regions."""
-        runtime = self.image_runtime
+        windows, then (``views``, main size only) the :attr:`fingerprint_views` regions. ``torch_only`` uses the
+        torch tower even when an ONNX runtime is set."""
+        runtime = None if torch_only else self.image_runtime
         if runtime is not None and size != self.config.preprocess.image_size:
             runtime = self.extra_runtimes.get(size)
             if runtime is None:

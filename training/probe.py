@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from detector.bundle import load_embedder_weights, load_model, resolve_model_path
-from detector.embedder import Embedder, ReferenceConfig, create_embedder
+from detector.embedder import Embedder, create_embedder
 from training.data import DataConfig, Dataset, load_dataset, photo_scenes
 from training.evaluate import sample_records
 from training.pipeline import dataset_path, progress_bar
@@ -227,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         embedder, version = bundle.embedder, bundle.version
     if args.references:
         try:
-            embedder.config.references = ReferenceConfig(**{**dataclasses.asdict(embedder.config.references),
-                                                            **json.loads(args.references)})
+            embedder.config.references = dataclasses.replace(embedder.config.references,
+                                                              **json.loads(args.references))
         except (ValueError, TypeError) as e:
             parser.error(f"--references: {e}")
     result = probe(embedder, load_dataset(dataset_path(args.data)), args.split, args.limit or None, extra,
