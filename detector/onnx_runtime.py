@@ -94,10 +94,11 @@ def config_fingerprint(embedder: "Embedder") -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def default_cache_dir() -> Path:
-    """Where :func:`export_image_tower_cached` keeps exports unless told otherwise."""
+def default_cache_dir(kind: str = "onnx") -> Path:
+    """Where :func:`export_image_tower_cached` keeps exports unless told otherwise (other ``kind``: other caches
+    derived from an embedder, such as :func:`detector.plain_marks.plain_mark_bank`)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "counterfeit-detector" / "onnx"
+    return Path(base) / "counterfeit-detector" / kind
 
 
 def _sha256(path: Path) -> str:

@@ -6,18 +6,28 @@ evidence of that brand: the featurizer reports, per image match, the region's co
 (``img_generic``), so the brand model can ask for more evidence before it names a brand on a stripe or a ring.
 
 The shapes are drawn here, from this fixed list, and embedded as references by the model's own embedder, so the
-statistic lives in the space the authentic index searches.
+statistic lives in the space the authentic index searches. Embedding them takes tens of seconds on 2 cores, once
+per embedder: the bank is kept in memory and in a cache file keyed by the embedder's model id, config and the marks'
+pixels (beside the ONNX exports, :func:`detector.onnx_runtime.default_cache_dir`), so a service restart or a
+second evaluation of one model reuses it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
+import os
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 __all__ = ["draw_plain_marks", "plain_mark_bank", "plain_mark_similarity"]
+
+log = logging.getLogger(__name__)
 
 _SIDE = 256
 _INKS = (((20, 20, 20), (245, 245, 245)), ((245, 245, 245), (20, 20, 20)))  # dark on light, light on dark
@@ -93,9 +103,52 @@ def draw_plain_marks() -> list[Image.Image]:
     return out
 
 
-def plain_mark_bank(embedder: Any) -> np.ndarray:
-    """The plain marks embedded as references by ``embedder``: ``(M, dim)`` unit vectors."""
-    return np.asarray(embedder.embed_references(draw_plain_marks()), np.float32)
+_BANKS: dict[Path, np.ndarray] = {}
+
+
+def _cache_file(embedder: Any, marks: list[Image.Image], cache_dir: Path) -> Path:
+    from detector.onnx_runtime import config_fingerprint
+
+    pixels = hashlib.sha256(b"".join(m.tobytes() for m in marks)).hexdigest()[:12]
+    stem = re.sub(r"[^A-Za-z0-9@._-]+", "_", f"{embedder.model_id}_{config_fingerprint(embedder)}_{pixels}")
+    return cache_dir / f"{stem}.npy"
+
+
+def plain_mark_bank(embedder: Any, cache_dir: str | Path | None = None) -> np.ndarray:
+    """The plain marks embedded as references by ``embedder``: ``(M, dim)`` unit vectors (read-only).
+
+    Computed once per embedder (model id and config) and kept in memory and in ``cache_dir`` (default
+    ``default_cache_dir("plain-marks")``); a cache file of the wrong shape or unreadable is computed again. An
+    embedder without a model id (a test double) is never cached.
+    """
+    from detector.embedder import Embedder
+    from detector.onnx_runtime import default_cache_dir
+
+    marks = draw_plain_marks()
+    if not isinstance(embedder, Embedder):
+        return np.asarray(embedder.embed_references(marks), np.float32)
+    path = _cache_file(embedder, marks, Path(cache_dir) if cache_dir is not None else default_cache_dir("plain-marks"))
+    bank = _BANKS.get(path)
+    if bank is None and path.is_file():
+        try:
+            bank = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            log.warning("plain-mark cache %s unreadable (%s): embedding the marks again", path, exc)
+        if bank is not None and (bank.dtype != np.float32 or bank.shape != (len(marks), embedder.dim)):
+            log.warning("plain-mark cache %s holds %s %s: embedding the marks again", path, bank.dtype, bank.shape)
+            bank = None
+    if bank is None:
+        bank = np.asarray(embedder.embed_references(marks), np.float32)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+            np.save(tmp, bank)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("could not keep the plain-mark bank in %s: %s", path, exc)
+    bank.setflags(write=False)
+    _BANKS[path] = bank
+    return bank
 
 
 def plain_mark_similarity(vectors: np.ndarray, bank: np.ndarray) -> np.ndarray:

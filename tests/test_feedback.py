@@ -217,10 +217,12 @@ def test_retrain_learns_from_exported_feedback(exported: Path, tmp_path: Path) -
     feedback = load_dataset(exported)
     expected = {s: sum(r["split"] == s for r in feedback.listings) for s in ("train", "val")}
     assert sum(expected.values()) == 3  # the held-out brand's verdict stays out
-    # The quick config on fewer main listings and without embedder fine-tuning (the merge touches neither), so that
-    # this test stays short; the cap also shows that appended listings are never capped away.
+    # The quick config on fewer main listings, without embedder fine-tuning or the plain-mark statistic (the merge
+    # touches none of them), so that this test stays short; the cap also shows that appended listings are never
+    # capped away.
     cap = 24
-    config = dataclasses.asdict(train_mod.get_train_config("quick")) | {"finetune": None, "max_listings": cap}
+    quick = dataclasses.asdict(train_mod.get_train_config("quick"))
+    config = quick | {"finetune": None, "max_listings": cap, "features": {**quick["features"], "plain_marks": False}}
     (tmp_path / "quick-no-finetune.json").write_text(json.dumps(config))
     out = tmp_path / "run"
     assert train_mod.main(["--config", str(tmp_path / "quick-no-finetune.json"), "--data", str(data), "--out",

@@ -375,3 +375,35 @@ def test_a_plain_ring_matched_to_a_ring_brand_is_reported_generic_and_a_real_log
     bank = plain_mark_bank(default_bundle.embedder)
     assert bank.shape == (len(draw_plain_marks()), default_bundle.embedder.dim)
     assert np.allclose(plain_mark_similarity(bank[:3], bank), 1.0, atol=1e-5)
+
+
+def test_the_plain_mark_bank_is_embedded_once_per_embedder(embedder, tmp_path, monkeypatch):
+    """The bank is kept in memory and in a cache file named by the embedder's model id and config; a later process
+    (memory cleared) reads the file, and a file of the wrong shape or unreadable bytes is embedded again."""
+    from detector import plain_marks
+
+    n, calls = len(plain_marks.draw_plain_marks()), []
+
+    def embed_references(images):
+        calls.append(len(images))
+        v = np.random.default_rng(len(calls)).normal(size=(len(images), embedder.dim)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    monkeypatch.setattr(embedder, "embed_references", embed_references)
+    monkeypatch.setattr(plain_marks, "_BANKS", {})
+    first = plain_marks.plain_mark_bank(embedder, tmp_path)
+    assert calls == [n] and first.shape == (n, embedder.dim) and not first.flags.writeable
+    assert plain_marks.plain_mark_bank(embedder, tmp_path) is first and calls == [n]
+    [file] = tmp_path.glob("*.npy")
+    assert file.name.startswith(embedder.model_id + "_")
+    plain_marks._BANKS.clear()  # another process: the file is read, nothing is embedded
+    np.testing.assert_array_equal(plain_marks.plain_mark_bank(embedder, tmp_path), first)
+    assert calls == [n]
+    for broken in (lambda: np.save(file, first[:5]), lambda: file.write_bytes(b"not an array")):
+        broken()
+        plain_marks._BANKS.clear()
+        again = plain_marks.plain_mark_bank(embedder, tmp_path)
+        assert again.shape == (n, embedder.dim) and not np.array_equal(again, first)
+        assert np.load(file).shape == (n, embedder.dim)  # the cache file is whole again
+        first = again
+    assert calls == [n, n, n]

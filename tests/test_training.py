@@ -31,6 +31,16 @@ def trained(small_dataset, tmp_path_factory):
     return out / "model"
 
 
+@pytest.fixture(scope="module")
+def evaluated(trained, small_dataset, tmp_path_factory):
+    """One evaluation of the trained model on the test split (metrics, predictions, report and saved features),
+    read by the tests below that check what an evaluation writes; none of them writes into it."""
+    out = tmp_path_factory.mktemp("eval") / "eval"
+    assert evaluate_mod.main(["--model", str(trained), "--data", str(small_dataset), "--out", str(out),
+                              "--no-progress"]) == 0
+    return out
+
+
 def test_training_writes_a_self_describing_model_dir(trained, small_dataset):
     meta = json.loads((trained / "model.json").read_text())
     for key in ("version", "embedder_config", "feature_config", "library_versions", "data", "metrics", "train_config"):
@@ -74,10 +84,8 @@ def test_train_refuses_held_out_brands(small_dataset):
         train_mod.assert_no_heldout(dataset.listings_for("train") + [test_rec])
 
 
-def test_evaluation_metrics_match_independent_counts(trained, small_dataset, tmp_path):
-    out = tmp_path / "eval"
-    assert evaluate_mod.main(["--model", str(trained), "--data", str(small_dataset), "--out", str(out),
-                              "--no-progress"]) == 0
+def test_evaluation_metrics_match_independent_counts(evaluated, small_dataset):
+    out = evaluated
     metrics = json.loads((out / "metrics.json").read_text())
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     dataset = load_dataset(small_dataset)
@@ -105,12 +113,11 @@ def test_evaluation_metrics_match_independent_counts(trained, small_dataset, tmp
     assert (out / "report.html").is_file() and (out / "roc.png").is_file() and (out / "risk_hist.png").is_file()
 
 
-def test_an_evaluation_is_rescored_from_the_features_it_saved(trained, small_dataset, tmp_path):
+def test_an_evaluation_is_rescored_from_the_features_it_saved(trained, evaluated, small_dataset, tmp_path):
     """An evaluation saves its features; another evaluation with the same embedder and feature config (e.g. a
     refitted classifier) scores them without featurizing: the same model gives the same predictions."""
-    first, again = tmp_path / "first", tmp_path / "again"
+    first, again = evaluated, tmp_path / "again"
     common = ["--data", str(small_dataset), "--no-report", "--no-progress"]
-    assert evaluate_mod.main(["--model", str(trained), "--out", str(first), *common]) == 0
     assert (first / train_mod.FEATURES_FILE).is_file()
     assert evaluate_mod.main(["--model", str(trained), "--out", str(again), "--features-from", str(first), *common]) == 0
     assert (first / "predictions.jsonl").read_text() == (again / "predictions.jsonl").read_text()
@@ -488,6 +495,7 @@ def test_retraining_only_the_classifier_reuses_the_embedder(trained, small_datas
     out = tmp_path / "run"
     config = json.loads((train_mod.CONFIG_DIR / "quick.json").read_text())
     config["embedder_overrides"] = {"fingerprints": {"border": 0.06}}  # known fakes stored from bordered views too
+    config["max_listings"] = 60  # the classifier stage only needs to run, not to be good
     (tmp_path / "bordered.json").write_text(json.dumps(config))
     argv = ["--config", str(tmp_path / "bordered.json"), "--data", str(small_dataset), "--out", str(out),
             "--no-progress", "--embedder-from", str(trained), "--keep-whitening"]
@@ -547,7 +555,7 @@ def test_a_stopped_run_goes_on_from_its_saved_fine_tuning(trained, small_dataset
 
     run = trained.parent
     config = json.loads((train_mod.CONFIG_DIR / "quick.json").read_text())
-    config["max_listings"] = 120  # the classifier stage only needs to run, not to be good
+    config["max_listings"] = 40  # the classifier stage only needs to run, not to be good
     (tmp_path / "small.json").write_text(json.dumps(config))
     out = tmp_path / "run"
     argv = ["--config", str(tmp_path / "small.json"), "--data", str(small_dataset), "--out", str(out), "--no-progress",
@@ -889,16 +897,15 @@ def test_a_classifier_fitted_before_a_feature_was_added_keeps_working(tmp_path):
         RiskClassifier.load(tmp_path)
 
 
-def test_generic_probe_reports_the_named_brands_image_matches_of_an_evaluation(trained, small_dataset, tmp_path):
+def test_generic_probe_reports_the_named_brands_image_matches_of_an_evaluation(trained, evaluated, small_dataset,
+                                                                              tmp_path):
     """``training.generic_probe`` reads an evaluation's saved features (the quick config turns ``plain_marks`` on)
     and groups each listing's best candidate with an image match: the listing's own mark named, a brand named (or
     only proposed) on logo-free goods, a brand named on an unregistered logo; every group agrees with the
     evaluation's predictions and features."""
     from training import generic_probe
 
-    evaluated, out = tmp_path / "eval", tmp_path / "probe"
-    assert evaluate_mod.main(["--model", str(trained), "--data", str(small_dataset), "--out", str(evaluated),
-                              "--no-report", "--no-progress"]) == 0
+    out = tmp_path / "probe"
     assert generic_probe.main(["--features", str(evaluated), "--model", str(trained), "--out", str(out)]) == 0
     result = json.loads((out / "generic_probe.json").read_text())
     preds = {p["listing_id"]: p for p in map(json.loads, (evaluated / "predictions.jsonl").read_text().splitlines())}
