@@ -758,9 +758,10 @@ class Embedder:
         n_views = 1 + len(refs.rotations) + len(refs.low_res)
         total = self.embed_images(upright + turned + coarse).reshape(n_views, len(upright), -1).sum(axis=0)
         for size in refs.sizes:  # the torch tower whatever the runtime: an export has only the photos' sizes
+            preprocess = self._preprocess_at(size)
             with torch.inference_mode():
                 for start, chunk in zip(range(0, len(upright), self.batch_size), self._batches(upright)):
-                    x = torch.stack([self._preprocess_at(size)(im) for im in chunk])
+                    x = torch.stack([preprocess(im) for im in chunk])
                     total[start : start + len(chunk)] += l2_normalize(
                         self._regions_at(size, x, whole_only=True, torch_only=True)[:, 0])
         return l2_normalize(total)

@@ -118,8 +118,8 @@ def plain_mark_bank(embedder: Any, cache_dir: str | Path | None = None) -> np.nd
     """The plain marks embedded as references by ``embedder``: ``(M, dim)`` unit vectors (read-only).
 
     Computed once per embedder (model id and config) and kept in memory and in ``cache_dir`` (default
-    ``default_cache_dir("plain-marks")``); a cache file of the wrong shape or unreadable is computed again. An
-    embedder without a model id (a test double) is never cached.
+    ``default_cache_dir("plain-marks")``); a cache file of the wrong shape or unreadable is computed again. Anything
+    but an :class:`~detector.embedder.Embedder` (a test double) is never cached.
     """
     from detector.embedder import Embedder
     from detector.onnx_runtime import default_cache_dir
