@@ -259,6 +259,33 @@ def test_block_threshold_also_caps_blocked_authentic_listings():
     assert blocked_authentic == 0 and strict.review_threshold <= strict.block_threshold
 
 
+def test_the_report_names_the_authentic_listing_that_sets_the_block_threshold():
+    """With no authentic listing allowed above it, the cut sits just above the riskiest one: the report names it, the
+    next one's risk, and the counterfeits it alone keeps from being blocked (those between the cut the precision
+    target allows and this one)."""
+    from detector.policy import get_policy
+
+    risks = np.concatenate([np.linspace(0.9, 1.0, 200), [0.2, 0.95], np.linspace(0.0, 0.3, 198)])
+    labels = ["counterfeit"] * 200 + ["authentic"] * 200
+    ids = [f"C{i}" for i in range(200)] + [f"A{i}" for i in range(200)]
+    base = dataclasses.replace(get_policy("default"), block_needs_brand=False)  # 200 authentic: the bound allows none
+    report: dict = {}
+    policy = choose_thresholds(risks, labels, np.zeros(0), base, report=report, ids=ids)
+    precision_only = choose_thresholds(risks, labels, np.zeros(0), dataclasses.replace(
+        base, max_authentic_blocked=1.0, authentic_blocked_confidence=None))
+    held_back = sum(precision_only.block_threshold <= r < policy.block_threshold for r in risks[:200])
+    assert held_back == 100  # 0.9 ... 0.9497: half the counterfeits
+    assert report["authentic_blocked"] == {"n": 200, "allowed": 0, "set_by": "authentic_cap", "listing": "A1",
+                                           "risk": 0.95, "next_risk": 0.3, "counterfeits_held_back": held_back}
+
+    report = {}
+    calm = risks.copy()
+    calm[201] = 0.25  # no authentic listing among the counterfeits, and a precision target none of them passes
+    exact = dataclasses.replace(base, target_block_precision=1.0)
+    assert choose_thresholds(calm, labels, np.zeros(0), exact, report=report).block_threshold == 0.9
+    assert report["authentic_blocked"] == {"n": 200, "allowed": 0, "set_by": "precision"}
+
+
 def test_the_authentic_cap_can_be_a_confidence_bound():
     """200 authentic validation listings cannot show that at most 0.5 % are blocked (even none bounds it at 1.1 %),
     so the bound allows none; 1,000 allow one (two would bound it at 0.53 %). The observed share allows 1 and 5."""
@@ -473,7 +500,8 @@ def test_a_listing_drawn_twice_is_one_trial_of_each_bound():
     as_rows = choose_thresholds(risks, labels, np.zeros(0), base)
     as_listings = choose_thresholds(risks, labels, np.zeros(0), base, report=report, ids=ids)
     assert as_rows.block_threshold <= 0.99 < as_listings.block_threshold
-    assert report["authentic_blocked"] == {"n": 500, "allowed": 0}
+    assert {k: report["authentic_blocked"][k] for k in ("n", "allowed", "listing")} == {"n": 500, "allowed": 0,
+                                                                                       "listing": "A0"}
     with pytest.raises(ValueError, match="listing ids"):
         choose_thresholds(risks, labels, np.zeros(0), base, ids=ids[:-1])
 
