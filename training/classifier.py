@@ -229,19 +229,19 @@ def _brand_threshold(conf_unregistered: np.ndarray, max_rate: float, confidence:
                "upper_bound": round(attribution_upper_bound(attributed, n, confidence), 4)}
 
 
-def _binding_listing(authentic_risks: np.ndarray, keys: Sequence[str], allowed: int, precise: float, capped: float,
-                     counterfeit_risks: np.ndarray) -> dict[str, Any]:
+def _binding_listing(authentic_risks: np.ndarray, keys: Sequence[str], allowed: int, by_precision: float,
+                     capped: float, counterfeit_risks: np.ndarray) -> dict[str, Any]:
     """When the authentic cap, not the target precision, sets the block threshold: the authentic listing that sets
     it (the highest-risk one that must stay unblocked), the next one's risk, and how many counterfeit rows lie
     between the two, i.e. would be blocked were that one listing not in validation. The cut is an order statistic of
     a few hundred listings, so one listing can move it a long way: this says how far."""
-    if capped <= precise or allowed >= len(authentic_risks):
+    if capped <= by_precision or allowed >= len(authentic_risks):
         return {"set_by": "precision"}
     order = np.argsort(-authentic_risks, kind="stable")
     binding = order[allowed]
     following = authentic_risks[order[allowed + 1]] if allowed + 1 < len(order) else -np.inf
     rest = np.delete(authentic_risks, binding)
-    without = max(precise, _threshold_for_rate(rest, allowed / len(rest)) if len(rest) else 0.0)
+    without = max(by_precision, _threshold_for_rate(rest, allowed / len(rest)) if len(rest) else 0.0)
     between = (counterfeit_risks >= without) & (counterfeit_risks < min(capped, 1.0)) & np.isfinite(counterfeit_risks)
     return {"set_by": "authentic_cap", "listing": keys[binding], "risk": round(float(authentic_risks[binding]), 6),
             "next_risk": round(float(following), 6) if np.isfinite(following) else None,
@@ -323,13 +323,13 @@ def choose_thresholds(
     if base.authentic_blocked_confidence is not None and n_authentic:
         authentic_cap = _allowed_count(n_authentic, authentic_cap, base.authentic_blocked_confidence) / n_authentic
     capped = _threshold_for_rate(authentic_risks, authentic_cap)
-    precise, block = block, min(1.0, max(block, capped, 0.0))
+    by_precision, block = block, min(1.0, max(block, capped, 0.0))
     review = min(_threshold_for_precision(risks, positive, base.target_review_precision), block)
     if report is not None:
         allowed = int(np.floor(authentic_cap * n_authentic + 1e-9))
         report.update(brand_report, brand_threshold=round(brand_t, 6), authentic_blocked={
             "n": n_authentic, "allowed": allowed,
-            **_binding_listing(authentic_risks, list(dict.fromkeys(authentic_keys)), allowed, precise, capped,
+            **_binding_listing(authentic_risks, list(dict.fromkeys(authentic_keys)), allowed, by_precision, capped,
                                block_risks[positive])})
         if split:
             report["text_brand_threshold"] = {**text_report, "threshold": round(text_t, 6)}
