@@ -131,8 +131,12 @@ def _threshold_for_rate(scores: np.ndarray, max_rate: float) -> float:
     ranked = np.sort(scores)[::-1]
     if allowed >= len(ranked):
         return 0.0
-    # Just above the first score that must stay below, in the 6 decimals a policy file keeps.
-    return float(np.ceil(np.nextafter(ranked[allowed], np.inf) * 1e6) / 1e6)
+    return _just_above(ranked[allowed])  # the first score that must stay below
+
+
+def _just_above(score: float) -> float:
+    """The smallest threshold above ``score`` in the 6 decimals a policy file keeps."""
+    return float(np.ceil(np.nextafter(score, np.inf) * 1e6) / 1e6)
 
 
 def listing_ids(data: LabelledFeatures) -> list[str]:
@@ -240,8 +244,7 @@ def _binding_listing(authentic_risks: np.ndarray, keys: Sequence[str], allowed: 
     order = np.argsort(-authentic_risks, kind="stable")
     binding = order[allowed]
     following = authentic_risks[order[allowed + 1]] if allowed + 1 < len(order) else -np.inf
-    rest = np.delete(authentic_risks, binding)
-    without = max(by_precision, _threshold_for_rate(rest, allowed / len(rest)) if len(rest) else 0.0)
+    without = max(by_precision, _just_above(following) if np.isfinite(following) else 0.0)  # the next one's cut
     between = (counterfeit_risks >= without) & (counterfeit_risks < min(capped, 1.0)) & np.isfinite(counterfeit_risks)
     return {"set_by": "authentic_cap", "listing": keys[binding], "risk": round(float(authentic_risks[binding]), 6),
             "next_risk": round(float(following), 6) if np.isfinite(following) else None,
