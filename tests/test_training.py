@@ -286,6 +286,112 @@ def test_the_report_names_the_authentic_listing_that_sets_the_block_threshold():
     assert report["authentic_blocked"] == {"n": 200, "allowed": 0, "set_by": "precision"}
 
 
+def test_out_of_fold_authentic_listings_are_more_trials_of_the_authentic_cap():
+    """200 validation listings allow no blocked authentic one, so one at 0.95 holds half the counterfeits back; with
+    1,000 more scored out of fold the bound allows two and the cut falls to what precision asks. Trials are judged
+    blockable by the same rules (an authorised seller's named listing never is), and a listing is one trial."""
+    from detector.policy import get_policy
+    from training.classifier import AuthenticTrials
+
+    risks = np.concatenate([np.linspace(0.9, 1.0, 200), [0.2, 0.95], np.linspace(0.0, 0.3, 198)])
+    labels = ["counterfeit"] * 200 + ["authentic"] * 200
+    ids = [f"C{i}" for i in range(200)] + [f"A{i}" for i in range(200)]
+    base = get_policy("default")
+    conf = np.full(400, 0.95)
+
+    def trials(top: list[float], authorized_top: bool, n: int = 1000) -> AuthenticTrials:
+        authorized = np.zeros(n, bool)
+        authorized[:len(top)] = authorized_top
+        return AuthenticTrials(np.concatenate([top, np.linspace(0.0, 0.5, n - len(top))]), np.full(n, 0.95),
+                               authorized, np.zeros(n, bool), [f"T{i}" for i in range(n)])
+
+    alone = choose_thresholds(risks, labels, np.zeros(0), base, ids=ids, brand_conf=conf)
+    assert alone.block_threshold > 0.95
+    report: dict = {}
+    more = choose_thresholds(risks, labels, np.zeros(0), base, ids=ids, brand_conf=conf, report=report,
+                             more_authentic=trials([], False))
+    assert report["authentic_blocked"]["n"] == 1200 and report["authentic_blocked"]["n_out_of_fold"] == 1000
+    assert report["authentic_blocked"]["allowed"] == 2  # 2 of 1,200 bound the rate at 0.44 % with 90 % confidence
+    assert attribution_upper_bound(2, 1200, 0.9) <= 0.005 < attribution_upper_bound(3, 1200, 0.9)
+    assert more.block_threshold <= 0.9
+    # two riskier authentic listings out of fold: the third riskiest, A1, is the one the cap cannot allow ...
+    report = {}
+    held = choose_thresholds(risks, labels, np.zeros(0), base, ids=ids, brand_conf=conf, report=report,
+                             more_authentic=trials([0.97, 0.96], False))
+    assert held.block_threshold > 0.95 and report["authentic_blocked"]["listing"] == "A1"
+    # ... unless authorised sellers list them under their named brand: never blocked, so no trials against the cap
+    assert choose_thresholds(risks, labels, np.zeros(0), base, ids=ids, brand_conf=conf,
+                             more_authentic=trials([0.97, 0.96], True)).block_threshold <= 0.9
+    with pytest.raises(ValueError, match="one trial"):
+        choose_thresholds(risks, labels, np.zeros(0), base, ids=ids, brand_conf=conf,
+                          more_authentic=dataclasses.replace(trials([], False), ids=["A5"] + [f"T{i}" for i in
+                                                                                                range(1, 1000)]))
+
+
+def test_out_of_fold_scores_come_from_classifiers_that_never_saw_the_brand(trained, monkeypatch):
+    """Each training listing is scored once, by a classifier fitted without its brand's (or unregistered logo's)
+    listings; the authentic ones become authentic-cap trials, the unregistered logos brand-threshold trials."""
+    from detector.policy import get_policy
+    from training import classifier as classifier_mod
+
+    saved = pickle.loads((trained.parent / train_mod.FEATURES_FILE).read_bytes())["labelled"]
+    train, val = saved["train"], saved["val"]
+    group_of = {f.listing_id: g for f, g in zip(train.features, train.groups)}
+    scored: list[tuple[set, list[str]]] = []
+    fit = classifier_mod.fit_classifier
+
+    def spy(data, calibration, cfg):
+        clf = fit(data, calibration, cfg)
+        set_confidence, seen = clf.set_brand_confidence, set(data.groups)
+
+        def set_brand_confidence(features):
+            scored.append((seen, [group_of[f.listing_id] for f in features]))
+            return set_confidence(features)
+
+        clf.set_brand_confidence = set_brand_confidence
+        return clf
+
+    monkeypatch.setattr(classifier_mod, "fit_classifier", spy)
+    cfg = classifier_mod.ClassifierConfig(max_iter=20, folds=3)
+    oof = classifier_mod.out_of_fold_trials(train, val, cfg, get_policy("default"))
+    assert len(scored) == 3 and sorted(g for _, groups in scored for g in groups) == sorted(train.groups)
+    for seen, groups in scored:
+        assert groups and not seen & set(groups)
+    ids = classifier_mod.listing_ids(train)
+    authentic = [i for i, lab in enumerate(train.labels) if lab == "authentic"]
+    assert sorted(oof.authentic.ids) == sorted(ids[i] for i in authentic)
+    assert len(oof.authentic.risks) == len(authentic)
+    assert np.all((oof.authentic.risks >= 0) & (oof.authentic.risks <= 1))
+    assert len(oof.authentic.brand_conf) == len(oof.authentic.authorized) == len(oof.authentic.text_named)
+    unregistered = {ids[i] for i, r in enumerate(train.records) if r["meta"]["kind"] == "unregistered_logo"}
+    assert unregistered and len(oof.unregistered) == len(unregistered)  # one trial per listing
+    assert np.all((oof.unregistered >= 0) & (oof.unregistered <= 1))
+
+
+def test_training_can_take_the_policys_bounds_over_out_of_fold_listings_too(trained, small_dataset, tmp_path):
+    """``out_of_fold_bounds`` adds the training listings, scored out of fold, to validation's trials of the bounds
+    it names; the report counts them. An unknown bound is refused."""
+    run = trained.parent
+    config = json.loads((train_mod.CONFIG_DIR / "quick.json").read_text())
+    (tmp_path / "oof.json").write_text(json.dumps({**config, "out_of_fold_bounds": ["authentic_blocked", "brand"]}))
+    assert train_mod.main(["--config", str(tmp_path / "oof.json"), "--data", str(small_dataset), "--out",
+                           str(tmp_path / "oof"), "--no-progress", "--features-from", str(run)]) == 0
+    source = json.loads((trained / "model.json").read_text())["brand_threshold"]
+    report = json.loads((tmp_path / "oof" / "model" / "model.json").read_text())["brand_threshold"]
+    saved = pickle.loads((run / train_mod.FEATURES_FILE).read_bytes())["labelled"]["train"]
+    from training.classifier import listing_ids
+
+    ids = listing_ids(saved)
+    n_authentic = len({ids[i] for i, lab in enumerate(saved.labels) if lab == "authentic"})
+    n_unregistered = len({ids[i] for i, r in enumerate(saved.records) if r["meta"]["kind"] == "unregistered_logo"})
+    assert report["authentic_blocked"]["n_out_of_fold"] == n_authentic
+    assert report["authentic_blocked"]["n"] == source["authentic_blocked"]["n"] + n_authentic
+    assert report["n"] == source["n"] + n_unregistered
+    (tmp_path / "bad.json").write_text(json.dumps({**config, "out_of_fold_bounds": ["review"]}))
+    with pytest.raises(ValueError, match="out_of_fold_bounds"):
+        train_mod.get_train_config(tmp_path / "bad.json")
+
+
 def test_the_authentic_cap_can_be_a_confidence_bound():
     """200 authentic validation listings cannot show that at most 0.5 % are blocked (even none bounds it at 1.1 %),
     so the bound allows none; 1,000 allow one (two would bound it at 0.53 %). The observed share allows 1 and 5."""

@@ -20,7 +20,8 @@ from training.data import source_listing_id
 
 __all__ = ["ClassifierConfig", "LabelledFeatures", "fit_classifier", "choose_thresholds", "unregistered_confidences",
            "text_named_rows", "text_named_brandless_confidences",
-           "best_confidences", "best_authorized", "listing_ids"]
+           "best_confidences", "best_authorized", "listing_ids", "subset_features",
+           "AuthenticTrials", "OutOfFold", "out_of_fold_trials"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,13 @@ class LabelledFeatures:
     brand_ids: list[int | None]  # the registered brand whose mark is shown, if any
     groups: list[str]  # grouping key for folds (the brand slug, or the listing id when none)
     records: list[dict] = field(default_factory=list)  # the dataset rows (for metrics by generator kind)
+
+
+def subset_features(data: LabelledFeatures, pick: Sequence[int]) -> LabelledFeatures:
+    """The listings ``pick`` of ``data``, in that order."""
+    return LabelledFeatures([data.features[i] for i in pick], [data.labels[i] for i in pick],
+                            [data.brand_ids[i] for i in pick], [data.groups[i] for i in pick],
+                            [data.records[i] for i in pick] if data.records else [])
 
 
 def _model(cfg: ClassifierConfig) -> HistGradientBoostingClassifier:
@@ -104,6 +112,72 @@ def fit_classifier(train: LabelledFeatures, calibration: LabelledFeatures, cfg: 
     # Leave training features with the final model's confidences, as serving will compute them.
     clf.set_brand_confidence(train.features)
     return clf
+
+
+@dataclass
+class AuthenticTrials:
+    """Authentic listings beyond validation, each scored by a classifier that never saw its brand, as more trials of
+    the authentic-blocked cap (``choose_thresholds``): what the policy needs to tell whether each could be blocked."""
+
+    risks: np.ndarray
+    brand_conf: np.ndarray  # best brand confidence
+    authorized: np.ndarray  # whether the best brand lists the seller
+    text_named: np.ndarray  # whether the listing's own text names its best brand
+    ids: list[str]  # source listing (``listing_ids``)
+
+
+@dataclass
+class OutOfFold:
+    """Training listings scored by classifiers that never saw their brand (``out_of_fold_trials``): more trials of
+    the policy's bounds than validation alone holds."""
+
+    authentic: AuthenticTrials  # for the authentic-blocked cap
+    unregistered: np.ndarray  # best brand confidence of each unregistered-logo listing (``unregistered_confidences``)
+    text_brandless: np.ndarray  # of each brand-less listing whose text names its best candidate
+
+
+def out_of_fold_trials(train: LabelledFeatures, calibration: LabelledFeatures, cfg: ClassifierConfig,
+                       policy: PolicyConfig) -> OutOfFold:
+    """Score the training listings out of fold: they are split by brand (``train.groups``: the brand, or the
+    unregistered logo) into ``cfg.folds`` folds, and a classifier fitted on the others (``fit_classifier``,
+    calibrated on ``calibration``) scores each fold. Their risks and brand confidences are what a model that never
+    saw those brands gives them, like a new brand's listings at serving time, so they can join validation's
+    listings as trials of the policy's bounds (cross-fitting). With ``policy.text_brand_threshold`` set, unregistered
+    logos whose text names their best candidate are left out of ``unregistered``, as ``train`` does for validation.
+
+    Leaves the brand confidences of ``train`` set by the last fold's model: fit the final classifier afterwards.
+    """
+    groups = np.array(train.groups)
+    folds = min(cfg.folds, len(set(groups.tolist())))
+    if folds < 2:
+        raise ValueError("out-of-fold scoring needs training listings of at least two brands")
+    # row positions stand in for listing ids only in data without records: keep them apart from validation's
+    ids = listing_ids(train) if train.records else [f"train-{i}" for i in range(len(train.labels))]
+    split = policy.text_brand_threshold is not None
+    kinds = {(r.get("meta") or {}).get("kind") for r in train.records}
+    unregistered, brandless = [], []
+    authentic: dict[str, list] = {"risks": [], "brand_conf": [], "authorized": [], "text_named": []}
+    authentic_ids: list[str] = []
+    for fit_rows, held_rows in GroupKFold(folds).split(groups, groups=groups):
+        clf = fit_classifier(subset_features(train, fit_rows), calibration, cfg)
+        part = subset_features(train, held_rows)
+        clf.set_brand_confidence(part.features)
+        named = text_named_rows(part, policy)
+        if "unregistered_logo" in kinds and not any((r.get("meta") or {}).get("kind") == "unregistered_logo"
+                                                    for r in part.records):
+            unregistered.append(np.zeros(0))  # not the fallback to every brand-less listing: this fold has none
+        else:
+            unregistered.append(unregistered_confidences(part, skip=named if split else None))
+        brandless.append(text_named_brandless_confidences(part, named))
+        rows = [j for j, lab in enumerate(part.labels) if lab == "authentic"]
+        held = subset_features(part, rows)
+        authentic["risks"].append(clf.predict_risk(held.features) if rows else np.zeros(0))
+        authentic["brand_conf"].append(best_confidences(held))
+        authentic["authorized"].append(best_authorized(held).astype(bool))
+        authentic["text_named"].append(named[rows])
+        authentic_ids += [ids[held_rows[j]] for j in rows]
+    trials = AuthenticTrials(**{k: np.concatenate(v) for k, v in authentic.items()}, ids=authentic_ids)
+    return OutOfFold(trials, np.concatenate(unregistered), np.concatenate(brandless))
 
 
 def _threshold_for_precision(scores: np.ndarray, positive: np.ndarray, target: float, min_support: int = 5) -> float:
@@ -251,6 +325,18 @@ def _binding_listing(authentic_risks: np.ndarray, keys: Sequence[str], allowed: 
             "counterfeits_held_back": int(between.sum())}
 
 
+def _blockable(base: PolicyConfig, n: int, brand_conf: np.ndarray | None, authorized: np.ndarray | None,
+               text_named: np.ndarray | None, brand_t: float, text_t: float | None) -> np.ndarray:
+    """Whether the policy could block each of ``n`` listings, with candidates reported at ``brand_t`` (``text_t``
+    for those named in the listing's text); see ``choose_thresholds``."""
+    thresholds = np.full(n, brand_t) if text_t is None else np.where(np.asarray(text_named, dtype=bool), text_t,
+                                                                     brand_t)
+    named = np.ones(n, bool) if brand_conf is None else np.asarray(brand_conf) >= thresholds
+    sellers = np.zeros(n, bool) if authorized is None else np.asarray(authorized, dtype=bool)
+    # the seller counts as authorised only for a named brand, as in training.metrics.decisions_for
+    return np.array([base.can_block(bool(a and m), bool(m)) for a, m in zip(sellers, named)], dtype=bool)
+
+
 def choose_thresholds(
     risks: np.ndarray,
     labels: Sequence[str],
@@ -262,6 +348,7 @@ def choose_thresholds(
     ids: Sequence[str] | None = None,
     text_named: np.ndarray | None = None,
     brand_conf_text_brandless: np.ndarray | None = None,
+    more_authentic: AuthenticTrials | None = None,
 ) -> PolicyConfig:
     """Pick review / block thresholds for the policy's targets and the brand-confidence threshold.
 
@@ -292,6 +379,11 @@ def choose_thresholds(
     best candidate, see ``text_named_brandless_confidences``); ``text_named`` (per listing, ``text_named_rows``) and
     ``brand_conf`` are then needed, and ``brand_conf_unregistered`` should leave text-named rows out: each wrong name
     is bounded by the threshold that reports it.
+
+    ``more_authentic`` (``out_of_fold_trials``) adds authentic listings scored by a classifier that never saw
+    them as more trials of the authentic-blocked bound, judged blockable by the same rules at the brand thresholds
+    chosen here: with ~230 validation listings alone the block threshold is the riskiest one's risk, which one
+    listing moves a long way, and no blocked one can be allowed.
     """
     positive = np.array([lab == "counterfeit" for lab in labels])
     authentic = np.array([lab == "authentic" for lab in labels])
@@ -302,7 +394,6 @@ def choose_thresholds(
                                                                        or len(brand_conf) != len(risks)):
         raise ValueError("a policy with block_needs_brand or a text brand threshold (or authorised sellers given) "
                          "needs each listing's brand confidence")
-    thresholds = np.full(len(risks), brand_t)
     text_t, text_report = None, None
     if split:
         if text_named is None or len(text_named) != len(risks) or brand_conf_text_brandless is None:
@@ -310,18 +401,23 @@ def choose_thresholds(
                              "brand_conf_text_brandless")
         text_t, text_report = _brand_threshold(np.asarray(brand_conf_text_brandless, dtype=np.float64),
                                                base.max_unregistered_attribution, base.attribution_confidence)
-        thresholds = np.where(np.asarray(text_named, dtype=bool), text_t, brand_t)
-    named = np.ones(len(risks), bool) if brand_conf is None else np.asarray(brand_conf) >= thresholds
-    sellers = np.zeros(len(risks), bool) if authorized is None else np.asarray(authorized, dtype=bool)
-    # the seller counts as authorised only for a named brand, as in training.metrics.decisions_for
-    blockable = np.array([base.can_block(bool(a and n), bool(n)) for a, n in zip(sellers, named)], dtype=bool)
-    block_risks = np.where(blockable, risks, -np.inf)
+    block_risks = np.where(_blockable(base, len(risks), brand_conf, authorized, text_named, brand_t, text_t),
+                           risks, -np.inf)
     block = _threshold_for_precision(block_risks, positive, base.target_block_precision)
     keys = [str(i) for i in range(len(risks))] if ids is None else list(ids)
     if len(keys) != len(risks):
         raise ValueError(f"{len(keys)} listing ids for {len(risks)} risks")
     authentic_keys = [k for k, a in zip(keys, authentic) if a]
-    authentic_risks = _max_by(block_risks[authentic], authentic_keys)
+    authentic_block_risks = block_risks[authentic]
+    if more_authentic is not None:
+        if set(more_authentic.ids) & set(keys):
+            raise ValueError("more_authentic holds validation listings: each listing is one trial")
+        more = more_authentic
+        authentic_keys += more.ids
+        more_blockable = _blockable(base, len(more.risks), more.brand_conf, more.authorized, more.text_named,
+                                    brand_t, text_t)
+        authentic_block_risks = np.concatenate([authentic_block_risks, np.where(more_blockable, more.risks, -np.inf)])
+    authentic_risks = _max_by(authentic_block_risks, authentic_keys)
     n_authentic, authentic_cap = len(authentic_risks), base.max_authentic_blocked
     if base.authentic_blocked_confidence is not None and n_authentic:
         authentic_cap = _allowed_count(n_authentic, authentic_cap, base.authentic_blocked_confidence) / n_authentic
@@ -332,6 +428,7 @@ def choose_thresholds(
         allowed = int(np.floor(authentic_cap * n_authentic + 1e-9))
         report.update(brand_report, brand_threshold=round(brand_t, 6), authentic_blocked={
             "n": n_authentic, "allowed": allowed,
+            **({"n_out_of_fold": len(set(more_authentic.ids))} if more_authentic is not None else {}),
             **_binding_listing(authentic_risks, list(dict.fromkeys(authentic_keys)), allowed, by_precision, capped,
                                block_risks[positive])})
         if split:

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from detector.features import FeatureConfig, Featurizer, ListingFeatures
 from detector.listing import Listing
 from indexes.catalog import AssetInput, Catalog
-from training.classifier import LabelledFeatures
+from training.classifier import LabelledFeatures, subset_features
 from training.data import Dataset
 
 __all__ = ["FEATURES_FILE", "progress_bar", "register_brands", "load_listing", "featurize_records", "label_features",
@@ -114,13 +114,6 @@ def dataset_path(path: str | Path) -> Path:
     if not (path / "manifest.json").is_file():
         raise FileNotFoundError(f"{path} is not a dataset folder (no manifest.json); run `detector data generate`")
     return path
-
-
-def subset_features(data: LabelledFeatures, pick: Sequence[int]) -> LabelledFeatures:
-    """The listings ``pick`` of ``data``, in that order."""
-    return LabelledFeatures([data.features[i] for i in pick], [data.labels[i] for i in pick],
-                            [data.brand_ids[i] for i in pick], [data.groups[i] for i in pick],
-                            [data.records[i] for i in pick] if data.records else [])
 
 
 def concat_features(parts: Sequence[LabelledFeatures]) -> LabelledFeatures:

@@ -32,8 +32,8 @@ from detector.features import FeatureConfig, Featurizer, brand_infos
 from detector.policy import get_policy
 from indexes.catalog import Catalog
 from training.classifier import (ClassifierConfig, LabelledFeatures, best_authorized, best_confidences,
-                                 choose_thresholds, fit_classifier, listing_ids, text_named_brandless_confidences,
-                                 text_named_rows, unregistered_confidences)
+                                 choose_thresholds, fit_classifier, listing_ids, out_of_fold_trials,
+                                 text_named_brandless_confidences, text_named_rows, unregistered_confidences)
 from training.data import Dataset, load_dataset, photo_only_copies, text_only_copies
 from training.pipeline import (FEATURES_FILE, concat_features, dataset_digest, dataset_path, featurize_records,
                                features_key, label_features, load_features, register_brands, save_features,
@@ -47,6 +47,11 @@ __all__ = ["FEATURES_FILE", "TrainConfig", "get_train_config", "list_train_confi
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+# the policy bounds whose trials can include out-of-fold training listings: the authentic-blocked cap (block
+# threshold), unregistered logos (brand threshold), brand-less listings whose text names a brand (text brand threshold)
+OUT_OF_FOLD_BOUNDS = ("authentic_blocked", "brand", "text_brand")
 
 
 @dataclass
@@ -75,11 +80,19 @@ class TrainConfig:
     # share of train / val listings selling a registered brand's goods that are also used as text-only copies (the
     # photos of a logo-less listing instead of their own; training.data.text_only_copy)
     text_only_fraction: float = 0.0
+    # bounds of the policy whose trials also include training listings scored out of fold (a subset of
+    # OUT_OF_FOLD_BOUNDS; training.classifier.out_of_fold_trials): several times validation's listings, so a cut is
+    # no longer the single riskiest validation listing's score
+    out_of_fold_bounds: list[str] = field(default_factory=list)
     description: str = ""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        return build_config(cls, d, "train config")
+        config = build_config(cls, d, "train config")
+        unknown = sorted(set(config.out_of_fold_bounds) - set(OUT_OF_FOLD_BOUNDS))
+        if unknown:
+            raise ValueError(f"train config: unknown out_of_fold_bounds {unknown}; known: {list(OUT_OF_FOLD_BOUNDS)}")
+        return config
 
 
 def list_train_configs() -> list[str]:
@@ -420,7 +433,14 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
 
     val = labelled["val"]
     calib = _subset(val, [_half(g, config.seed) == 0 for g in val.groups])
-    clf = fit_classifier(labelled["train"], calib, ClassifierConfig(**config.classifier))
+    classifier_config = ClassifierConfig(**config.classifier)
+    base_policy = get_policy(config.policy)
+    oof = None
+    if config.out_of_fold_bounds:  # before the final fit, which sets train's brand confidences last
+        oof = out_of_fold_trials(labelled["train"], calib, classifier_config, base_policy)
+        log.info("scored out of fold: %d authentic training listings, %d unregistered logos, %d brand-less listings "
+                 "naming a brand", len(set(oof.authentic.ids)), len(oof.unregistered), len(oof.text_brandless))
+    clf = fit_classifier(labelled["train"], calib, classifier_config)
     # Thresholds use all of validation: brand confidences come from a model fitted on train only, and the risk is a
     # monotone map (two sigmoid parameters fitted on the calibration half) of a model fitted on train, so which
     # validation listings a risk threshold separates does not depend on that half. Twice the listings make the
@@ -428,14 +448,21 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path, progre
     clf.set_brand_confidence(val.features)
     risks = clf.predict_risk(val.features)
     brand_report: dict[str, Any] = {}
-    base_policy = get_policy(config.policy)
     # A policy with a text brand threshold bounds text-named and image-named candidates each by its own listings.
     text_named = text_named_rows(val, base_policy)
     split = base_policy.text_brand_threshold is not None
-    policy = choose_thresholds(risks, val.labels, unregistered_confidences(val, skip=text_named if split else None),
-                               base_policy, report=brand_report, brand_conf=best_confidences(val),
-                               authorized=best_authorized(val), ids=listing_ids(val), text_named=text_named,
-                               brand_conf_text_brandless=text_named_brandless_confidences(val, text_named))
+    unregistered = unregistered_confidences(val, skip=text_named if split else None)
+    brandless = text_named_brandless_confidences(val, text_named)
+    bounds = set(config.out_of_fold_bounds)
+    if oof is not None and "brand" in bounds:
+        unregistered = np.concatenate([unregistered, oof.unregistered])
+    if oof is not None and "text_brand" in bounds:
+        brandless = np.concatenate([brandless, oof.text_brandless])
+    policy = choose_thresholds(risks, val.labels, unregistered, base_policy, report=brand_report,
+                               brand_conf=best_confidences(val), authorized=best_authorized(val), ids=listing_ids(val),
+                               text_named=text_named, brand_conf_text_brandless=brandless,
+                               more_authentic=oof.authentic if oof is not None and "authentic_blocked" in bounds
+                               else None)
     policy.name = f"{config.name}-tuned"
     log.info("brand threshold: %s", brand_report)
 
