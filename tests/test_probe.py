@@ -195,3 +195,43 @@ def test_probe_tries_other_reference_settings(default_bundle, small_dataset, tmp
 
     with pytest.raises(SystemExit):  # a setting ReferenceConfig refuses is a usage error, not a traceback
         probe_mod.main(["--data", str(small_dataset), "--references", '{"low_res": [4]}', "--no-progress"])
+
+
+def test_the_known_marks_bank_holds_no_held_out_brand_and_none_of_the_datasets(small_dataset):
+    from training.render import list_icons
+    from training.splits import is_heldout_brand
+
+    dataset = load_dataset(small_dataset)
+    slugs = probe_mod.known_mark_slugs(dataset)
+    in_data = {b["slug"] for b in dataset.brands}
+    every = {i.slug for i in list_icons()}
+    assert set(slugs) == {s for s in every - in_data if not is_heldout_brand(s)}
+    assert not any(is_heldout_brand(s) for s in slugs) and not set(slugs) & in_data
+    sample = probe_mod.known_mark_slugs(dataset, limit=5, seed=1)
+    assert len(sample) == 5 and set(sample) <= set(slugs) and sample == probe_mod.known_mark_slugs(dataset, 5, 1)
+
+
+def test_known_marks_report_scores_hits_against_unregistered_logos():
+    # hits score high but two of them also look like a known mark; look-alikes score high and look like known marks
+    rows = [("hit", 0.9, 0.2), ("hit", 0.8, 0.3), ("hit", 0.7, 0.6), ("hit", 0.75, 0.1), ("miss", 0.5, 0.9),
+            ("unregistered", 0.85, 0.8), ("unregistered", 0.6, 0.5), ("unregistered", 0.72, 0.7)]
+    out = probe_mod._known_marks_report(rows, n_marks=10)
+    assert out["n_marks"] == 10 and out["n_hits"] == 4 and out["n_unregistered"] == 3
+    # by score: of the 12 hit/unregistered pairs the hit wins 8 (0.9 beats three, 0.8 and 0.75 two, 0.7 one)
+    assert out["score"]["auc_hit_vs_unregistered"] == pytest.approx(8 / 12, abs=1e-4)
+    # minus the known-mark cosine: hits 0.7, 0.5, 0.1, 0.65; unregistered 0.05, 0.1, 0.02: 11.5 of 12 (one tie)
+    assert out["score_minus_known"]["auc_hit_vs_unregistered"] == pytest.approx(11.5 / 12, abs=1e-4)
+    assert out["score"]["unregistered_above_p10"] == pytest.approx(2 / 3, abs=1e-4)  # p10 of hits: 0.715
+    assert out["score_minus_known"]["unregistered_above_p10"] == 0.0  # p10 of hits: 0.22
+
+
+def test_probe_reports_known_marks_from_the_command_line(default_bundle, small_dataset, tmp_path):
+    out = tmp_path / "probe"
+    assert probe_mod.main(["--data", str(small_dataset), "--split", "val", "--limit", "0", "--known-marks",
+                           "--max-known-marks", "4", "--out", str(out), "--no-progress"]) == 0
+    known = json.loads((out / "probe.json").read_text())["known_marks"]
+    model = [v for v in json.loads((out / "probe.json").read_text())["variants"] if v["model"]][0]
+    assert known["n_marks"] == 4 * 2  # two reference variants per mark
+    assert known["n_unregistered"] == model["n_unregistered"] > 0
+    assert known["n_hits"] == round(model["top1"] * model["n_registered"]) > 0
+    assert 0.0 <= known["score_minus_known"]["auc_hit_vs_unregistered"] <= 1.0

@@ -13,6 +13,14 @@ sizes is the image evidence the service computes (``brand_top1_photo``), up to F
 Prints a table and writes ``probe.json`` (with the most frequent confusions) under ``--out`` when given. Listings of
 unregistered brands' logos are scored too: ``unregistered_above_p10`` is the share whose best brand score exceeds the
 10th percentile of correct matches' scores (how many look-alikes a threshold that keeps 90 % of hits lets through).
+With ``--known-marks`` it also asks whether other known marks tell a look-alike from a real match
+(``known_marks``): a bank of simple-icons marks that are neither held out nor any of the dataset's brands (so no
+listing's own logo is in it, in any split: the situation of a held-out brand's look-alike at test), embedded as
+references; for the model variant, each listing's best brand score and the cosine of any of its regions to the
+nearest bank mark, and the ROC AUC of "own brand, top-1" against "unregistered logo" for the score alone and for
+the score minus that cosine. ``--max-known-marks`` takes a seeded sample of the bank (the full bank, ~2,600 marks
+in two variants, takes ~10 min to embed on 2 cores).
+
 On a dataset drawn with ``photo_style`` "scenes" (:mod:`training.scenes`) or "render3d" (:mod:`training.render3d`),
 ``by_scene`` gives the model variant's top-1 with each photo scored alone, by the scene or object it shows.
 """
@@ -33,11 +41,16 @@ from rich.table import Table
 
 from detector.bundle import load_embedder_weights, load_model, resolve_model_path
 from detector.embedder import Embedder, create_embedder
+from sklearn.metrics import roc_auc_score
+
+from training import render
 from training.data import DataConfig, Dataset, load_dataset, photo_scenes
 from training.evaluate import sample_records
 from training.pipeline import dataset_path, progress_bar
+from training.splits import is_heldout_brand
 
-__all__ = ["brand_scores", "embed_gallery", "embed_photo_regions", "probe", "main"]
+__all__ = ["brand_scores", "embed_gallery", "embed_photo_regions", "known_mark_slugs", "embed_known_marks", "probe",
+           "main"]
 
 POOLS = ("max", "mean")
 
@@ -81,6 +94,47 @@ def embed_photo_regions(
     return out
 
 
+def known_mark_slugs(dataset: Dataset, limit: int | None = None, seed: int = 0) -> list[str]:
+    """The simple-icons marks of the known-marks bank: neither held out nor a brand of ``dataset`` (registered or
+    not, any split), sorted; ``limit`` keeps a seeded sample of them."""
+    in_data = {b["slug"] for b in dataset.brands}
+    slugs = [i.slug for i in render.list_icons() if i.slug not in in_data and not is_heldout_brand(i.slug)]
+    if limit is not None and limit < len(slugs):
+        slugs = sorted(np.random.default_rng(seed).choice(slugs, size=limit, replace=False).tolist())
+    return slugs
+
+
+def embed_known_marks(embedder: Embedder, slugs: Sequence[str], progress: bool = True) -> np.ndarray:
+    """The marks ``slugs`` rendered as brands' references are (``render.REFERENCE_VARIANTS``) and embedded by
+    ``embed_references``: ``(len(slugs) * variants, dim)``."""
+    vectors = [np.zeros((0, embedder.dim), np.float32)]
+    with progress_bar(progress) as bar:
+        task = bar.add_task(f"embedding {len(slugs)} known marks", total=len(slugs))
+        for start in range(0, len(slugs), 16):
+            chunk = [render.get_icon(s) for s in slugs[start : start + 16]]
+            images = [render.render_reference(icon, v).convert("RGB") for icon in chunk
+                      for v in render.REFERENCE_VARIANTS]
+            vectors.append(np.asarray(embedder.embed_references(images), np.float32))
+            bar.update(task, advance=len(chunk))
+    return np.concatenate(vectors)
+
+
+def _known_marks_report(rows: Sequence[tuple[str, float, float]], n_marks: int) -> dict[str, Any]:
+    """``rows``: per listing (``hit`` / ``miss`` / ``unregistered``, best brand score, best cosine to the bank)."""
+    kinds = np.array([r[0] for r in rows])
+    score, known = np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
+    keep = kinds != "miss"
+    out: dict[str, Any] = {"n_marks": n_marks, "n_hits": int((kinds == "hit").sum()),
+                           "n_unregistered": int((kinds == "unregistered").sum())}
+    if out["n_hits"] and out["n_unregistered"]:
+        y = kinds[keep] == "hit"
+        for name, value in (("score", score), ("score_minus_known", score - known)):
+            p10 = np.percentile(value[kinds == "hit"], 10)
+            out[name] = {"auc_hit_vs_unregistered": round(float(roc_auc_score(y, value[keep])), 4),
+                         "unregistered_above_p10": round(float(np.mean(value[kinds == "unregistered"] > p10)), 4)}
+    return out
+
+
 def brand_scores(regions: np.ndarray, gallery: Gallery, pool: str = "max") -> np.ndarray:
     """Each brand's photo evidence ``(n_brands,)``: best region of any photo against the brand's references, taken
     as the best reference (``max``) or the mean over them (``mean``); brands without references score -inf."""
@@ -111,8 +165,10 @@ def probe(
     extra_sizes: Sequence[int] = (),
     seed: int = 0,
     progress: bool = True,
+    known_marks: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Photo top-1 / top-5 of each variant on the split's logo listings (see module docstring)."""
+    """Photo top-1 / top-5 of each variant on the split's logo listings, and with ``known_marks``
+    (``embed_known_marks``) the known-marks statistics (see module docstring)."""
     records = [r for r in dataset.listings_for(split) if r["images"] and (r.get("meta") or {}).get("logo_slug")]
     records = sample_records(records, limit, seed)
     gallery = embed_gallery(embedder, dataset, progress)
@@ -153,8 +209,18 @@ def probe(
                 if unreg_scores else None,
                 "confusions": [[a, b, n] for (a, b), n in confusions.most_common(10)],
             })
-    return {"split": split, "n_listings": len(records), "n_brands": len(gallery.slugs), "model_sizes": model_sizes,
-            "variants": results, "by_scene": _by_scene(dataset, records, truth, regions, model_sizes, gallery)}
+    out = {"split": split, "n_listings": len(records), "n_brands": len(gallery.slugs), "model_sizes": model_sizes,
+           "variants": results, "by_scene": _by_scene(dataset, records, truth, regions, model_sizes, gallery)}
+    if known_marks is not None:
+        rows = []
+        for by_size, t, per_size in zip(per_listing, truth, regions):
+            scores = np.max([by_size[s, "max"] for s in model_sizes], axis=0)
+            best = int(np.argmax(scores))
+            flat = np.concatenate([per_size[s].reshape(-1, per_size[s].shape[-1]) for s in model_sizes])
+            known = float((flat.astype(np.float32) @ known_marks.T).max()) if len(known_marks) else -1.0
+            rows.append(("unregistered" if t is None else "hit" if best == t else "miss", float(scores[best]), known))
+        out["known_marks"] = _known_marks_report(rows, len(known_marks))
+    return out
 
 
 def _by_scene(dataset: Dataset, records: Sequence[dict[str, Any]], truth: Sequence[int | None],
@@ -184,6 +250,10 @@ def _print(result: dict[str, Any]) -> None:
         table.add_row("+".join(map(str, v["sizes"])) + mark, v["pool"], str(v["top1"]), str(v["top5"]),
                       str(v["unregistered_above_p10"]))
     Console().print(table)
+    if result.get("known_marks"):
+        k = result["known_marks"]
+        Console().print(f"known marks ({k['n_marks']} vectors; {k['n_hits']} hits, {k['n_unregistered']} unregistered "
+                        f"logos): {json.dumps({n: k.get(n) for n in ('score', 'score_minus_known')})}")
     if result.get("by_scene"):
         scenes = Table(title="model variant, each photo alone, by scene")
         for col in ("scene", "photos", "top-1"):
@@ -209,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
                         help='reference settings to try instead of the model\'s (ReferenceConfig fields), e.g. '
                              '\'{"low_res": [48]}\'')
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--known-marks", action="store_true",
+                        help="also score each listing against a bank of other known marks (module docstring)")
+    parser.add_argument("--max-known-marks", type=int, default=0, help="a seeded sample of that bank (0: all)")
     parser.add_argument("--out", default=None, help="folder for probe.json")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -231,8 +304,13 @@ def main(argv: list[str] | None = None) -> int:
                                                               **json.loads(args.references))
         except (ValueError, TypeError) as e:
             parser.error(f"--references: {e}")
-    result = probe(embedder, load_dataset(dataset_path(args.data)), args.split, args.limit or None, extra,
-                   args.seed, progress=not args.no_progress)
+    dataset = load_dataset(dataset_path(args.data))
+    bank = None
+    if args.known_marks:
+        bank = embed_known_marks(embedder, known_mark_slugs(dataset, args.max_known_marks or None, args.seed),
+                                 progress=not args.no_progress)
+    result = probe(embedder, dataset, args.split, args.limit or None, extra, args.seed,
+                   progress=not args.no_progress, known_marks=bank)
     result["model_version"] = version
     result["weights"] = args.weights
     result["references"] = embedder.references_id.split("#", 1)[1]
