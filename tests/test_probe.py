@@ -215,8 +215,8 @@ def test_known_marks_report_scores_hits_against_unregistered_logos():
     # hits score high but two of them also look like a known mark; look-alikes score high and look like known marks
     rows = [("hit", 0.9, 0.2), ("hit", 0.8, 0.3), ("hit", 0.7, 0.6), ("hit", 0.75, 0.1), ("miss", 0.5, 0.9),
             ("unregistered", 0.85, 0.8), ("unregistered", 0.6, 0.5), ("unregistered", 0.72, 0.7)]
-    out = probe_mod._known_marks_report(rows, n_marks=10)
-    assert out["n_marks"] == 10 and out["n_hits"] == 4 and out["n_unregistered"] == 3
+    out = probe_mod._known_marks_report(rows, n_vectors=10)
+    assert out["n_vectors"] == 10 and out["n_hits"] == 4 and out["n_unregistered"] == 3
     # by score: of the 12 hit/unregistered pairs the hit wins 8 (0.9 beats three, 0.8 and 0.75 two, 0.7 one)
     assert out["score"]["auc_hit_vs_unregistered"] == pytest.approx(8 / 12, abs=1e-4)
     # minus the known-mark cosine: hits 0.7, 0.5, 0.1, 0.65; unregistered 0.05, 0.1, 0.02: 11.5 of 12 (one tie)
@@ -231,7 +231,7 @@ def test_probe_reports_known_marks_from_the_command_line(default_bundle, small_d
                            "--max-known-marks", "4", "--out", str(out), "--no-progress"]) == 0
     known = json.loads((out / "probe.json").read_text())["known_marks"]
     model = [v for v in json.loads((out / "probe.json").read_text())["variants"] if v["model"]][0]
-    assert known["n_marks"] == 4 * 2  # two reference variants per mark
+    assert known["n_vectors"] == 4 * 2  # two reference variants per mark
     assert known["n_unregistered"] == model["n_unregistered"] > 0
     assert known["n_hits"] == round(model["top1"] * model["n_registered"]) > 0
     assert 0.0 <= known["score_minus_known"]["auc_hit_vs_unregistered"] <= 1.0

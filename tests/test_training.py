@@ -567,6 +567,11 @@ def test_unregistered_confidences_pick_unregistered_logo_listings():
     # Without that record kind (e.g. moderators' verdicts only), every unbranded listing counts.
     plain = LabelledFeatures(feats, labels, [1, None, None, None], ["a", "b", "c", "d"], [])
     assert unregistered_confidences(plain).tolist() == [0.4, 0.7, 0.0]
+    # A part of generated data (an out-of-fold fold) that holds no unregistered logo has none, not every unbranded one.
+    fold = LabelledFeatures(feats[:3], labels[:3], [1, None, None], ["a", "b", "c"],
+                            [records[0], {"meta": {"kind": "generic"}}, records[2]])
+    assert unregistered_confidences(fold).tolist() == [0.4, 0.7]
+    assert unregistered_confidences(fold, marked=True).tolist() == []
 
 
 def test_a_listing_drawn_twice_is_one_trial_of_each_bound():

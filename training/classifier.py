@@ -154,7 +154,7 @@ def out_of_fold_trials(train: LabelledFeatures, calibration: LabelledFeatures, c
     # row positions stand in for listing ids only in data without records: keep them apart from validation's
     ids = listing_ids(train) if train.records else [f"train-{i}" for i in range(len(train.labels))]
     split = policy.text_brand_threshold is not None
-    kinds = {(r.get("meta") or {}).get("kind") for r in train.records}
+    marked = "unregistered_logo" in _kinds(train)
     unregistered, brandless = [], []
     authentic: dict[str, list] = {"risks": [], "brand_conf": [], "authorized": [], "text_named": []}
     authentic_ids: list[str] = []
@@ -163,11 +163,7 @@ def out_of_fold_trials(train: LabelledFeatures, calibration: LabelledFeatures, c
         part = subset_features(train, held_rows)
         clf.set_brand_confidence(part.features)
         named = text_named_rows(part, policy)
-        if "unregistered_logo" in kinds and not any((r.get("meta") or {}).get("kind") == "unregistered_logo"
-                                                    for r in part.records):
-            unregistered.append(np.zeros(0))  # not the fallback to every brand-less listing: this fold has none
-        else:
-            unregistered.append(unregistered_confidences(part, skip=named if split else None))
+        unregistered.append(unregistered_confidences(part, skip=named if split else None, marked=marked))
         brandless.append(text_named_brandless_confidences(part, named))
         rows = [j for j, lab in enumerate(part.labels) if lab == "authentic"]
         held = subset_features(part, rows)
@@ -229,20 +225,28 @@ def _max_by(values: np.ndarray, keys: Sequence[str]) -> np.ndarray:
     return np.fromiter(best.values(), dtype=np.float64, count=len(best))
 
 
-def unregistered_confidences(data: LabelledFeatures, skip: np.ndarray | None = None) -> np.ndarray:
+def _kinds(data: LabelledFeatures) -> list[str | None]:
+    """Each listing's generator kind (``meta.kind``; None without records)."""
+    return [(r.get("meta") or {}).get("kind") for r in data.records] if data.records else [None] * len(data.labels)
+
+
+def unregistered_confidences(data: LabelledFeatures, skip: np.ndarray | None = None,
+                             marked: bool | None = None) -> np.ndarray:
     """Best brand confidence of each listing showing an unregistered brand's logo (brand confidences must be set).
 
     Listings are recognised by their record's ``meta.kind == "unregistered_logo"`` (generated data); data without
-    such records (e.g. only moderators' verdicts) falls back to every unbranded listing. A listing that appears more
+    such records (e.g. only moderators' verdicts) falls back to every unbranded listing. ``marked`` says which of the
+    two ``data`` is when it is part of a larger set (a fold that happens to hold no unregistered logo is still
+    generated data); None tells from ``data`` itself. A listing that appears more
     than once (a companion marketplace draws the same listings again, a photo-only copy reuses its photos) is one
     trial of the attribution bound, at its highest confidence (see ``listing_ids``).
 
     ``skip`` (a flag per row) leaves rows out: those whose best candidate the listing's text names when the policy
     reports such candidates at a threshold of their own (``text_named_rows``).
     """
-    kinds = [(r.get("meta") or {}).get("kind") for r in data.records] if data.records else [None] * len(data.labels)
+    kinds = _kinds(data)
     pick = [i for i, k in enumerate(kinds) if k == "unregistered_logo"]
-    if not pick:
+    if not (marked if marked is not None else pick):
         pick = [i for i, lab in enumerate(data.labels) if lab == "unbranded"]
     if skip is not None:
         pick = [i for i in pick if not skip[i]]

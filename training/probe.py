@@ -119,12 +119,12 @@ def embed_known_marks(embedder: Embedder, slugs: Sequence[str], progress: bool =
     return np.concatenate(vectors)
 
 
-def _known_marks_report(rows: Sequence[tuple[str, float, float]], n_marks: int) -> dict[str, Any]:
+def _known_marks_report(rows: Sequence[tuple[str, float, float]], n_vectors: int) -> dict[str, Any]:
     """``rows``: per listing (``hit`` / ``miss`` / ``unregistered``, best brand score, best cosine to the bank)."""
     kinds = np.array([r[0] for r in rows])
     score, known = np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
     keep = kinds != "miss"
-    out: dict[str, Any] = {"n_marks": n_marks, "n_hits": int((kinds == "hit").sum()),
+    out: dict[str, Any] = {"n_vectors": n_vectors, "n_hits": int((kinds == "hit").sum()),
                            "n_unregistered": int((kinds == "unregistered").sum())}
     if out["n_hits"] and out["n_unregistered"]:
         y = kinds[keep] == "hit"
@@ -252,7 +252,7 @@ def _print(result: dict[str, Any]) -> None:
     Console().print(table)
     if result.get("known_marks"):
         k = result["known_marks"]
-        Console().print(f"known marks ({k['n_marks']} vectors; {k['n_hits']} hits, {k['n_unregistered']} unregistered "
+        Console().print(f"known marks ({k['n_vectors']} vectors; {k['n_hits']} hits, {k['n_unregistered']} unregistered "
                         f"logos): {json.dumps({n: k.get(n) for n in ('score', 'score_minus_known')})}")
     if result.get("by_scene"):
         scenes = Table(title="model variant, each photo alone, by scene")
