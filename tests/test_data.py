@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training import render, render3d, scenes
+from training import render, render3d, scenes, snapshots
 from training.data import LABELS, DataConfig, generate_dataset, load_dataset, main, photo_scenes
 from training.splits import SPLITS, assign_brand_splits, is_heldout_brand, split_hash
 
@@ -162,11 +162,13 @@ def test_make_reupload_changes_bytes_keeps_content() -> None:
     assert copy.tobytes() != original.tobytes()
 
 
-# The second and third photo composers: how to draw a photo, which scene or object a seed draws, all of them, and
-# how many seeds a test takes (a ray-cast photo costs more than a 2-D scene).
+# The second, third and fourth photo composers: how to draw a photo, which scene, object or item a seed draws, all
+# of them, and how many seeds a test takes (a ray-cast photo costs more than a 2-D scene; seeds 0-39 draw every
+# snapshot item).
 COMPOSERS = {
     "scenes": (scenes.compose_scene_photo, scenes.scene_of, tuple(scenes.SCENES), 60),
     "render3d": (render3d.compose_3d_photo, render3d.object_of, tuple(render3d.OBJECTS), 30),
+    "snapshots": (snapshots.compose_snapshot_photo, snapshots.kind_of, tuple(snapshots.KINDS), 40),
 }
 
 
@@ -220,6 +222,35 @@ def test_render3d_geometry() -> None:
         render3d.compose_3d_photo(None, np.random.default_rng(0), 64, obj="teapot")
 
 
+def test_snapshot_camera_aims_at_the_mark() -> None:
+    """The snapshot camera: the mark's anchor lands where aimed at the chosen scale, a frontal item is only scaled
+    and rolled, a tilted one is foreshortened (its far edge shorter), bending paper carries the anchor along, and an
+    unknown item is refused by name."""
+
+    def project(h: np.ndarray, pts: list[tuple[float, float]]) -> np.ndarray:
+        p = np.c_[np.asarray(pts, float), np.ones(len(pts))] @ h.T
+        return p[:, :2] / p[:, 2:]
+
+    anchor, centre = (50.0, 40.0), (160.0, 150.0)
+    roll = np.radians(30)
+    frontal = snapshots._homography(anchor, snapshots._rotation(0, 0, roll), 400.0, 2.0, centre)
+    a, b = project(frontal, [anchor, (60.0, 40.0)])
+    assert a == pytest.approx(centre) and b - a == pytest.approx([20 * np.cos(roll), 20 * np.sin(roll)])
+    assert np.allclose(frontal[2, :2], 0)  # no perspective: a similarity
+    tilted = snapshots._homography(anchor, snapshots._rotation(0, np.radians(50), 0), 400.0, 2.0, centre)
+    tl, tr, bl, br, mid = project(tilted, [(0, 0), (100, 0), (0, 80), (100, 80), anchor])
+    assert mid == pytest.approx(centre)
+    assert np.linalg.norm(br - bl) < 0.8 * np.linalg.norm(tr - tl)  # the bottom edge tipped away from the camera
+    tex = np.zeros((100, 80, 4), np.float32)
+    tex[48:53, 18:23] = 1  # a dot centred at (20, 50)
+    for sag in (-0.05, 0.05):
+        bent, moved = snapshots._curl(tex, sag, (20.0, 50.0))
+        ys, xs = np.nonzero(bent[..., 3] > 0.5)
+        assert (xs.mean(), ys.mean()) == pytest.approx(moved, abs=0.5)
+    with pytest.raises(ValueError, match="hang_tag, sticker"):
+        snapshots.compose_snapshot_photo(None, np.random.default_rng(0), 64, kind="teapot")
+
+
 @pytest.mark.parametrize("style", sorted(COMPOSERS))
 def test_photo_style_changes_only_the_listing_photos(tmp_path: Path, style: str) -> None:
     _, _, names, _ = COMPOSERS[style]
@@ -240,7 +271,7 @@ def test_photo_style_changes_only_the_listing_photos(tmp_path: Path, style: str)
     assert [n[0] == "reupload" for n in named] == [row["meta"]["reupload_of"] is not None for row in listings]
     assert len({s for n in named for s in n}) >= 4
     assert all(photo_scenes(row, TINY) == [] for row in listings)
-    with pytest.raises(ValueError, match="mockup, scenes, render3d"):
+    with pytest.raises(ValueError, match="mockup, scenes, render3d, snapshots"):
         DataConfig(photo_style="watercolour")
 
 

@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from training import render, render3d, scenes
+from training import render, render3d, scenes, snapshots
 from training.splits import SPLITS, BrandSplit, assign_brand_splits, is_heldout_brand, split_hash
 
 __all__ = [
@@ -67,7 +67,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = "1.0"
 LABELS: tuple[str, ...] = ("counterfeit", "authentic", "unbranded")
-PHOTO_STYLES: tuple[str, ...] = ("mockup", "scenes", "render3d")
+PHOTO_STYLES: tuple[str, ...] = ("mockup", "scenes", "render3d", "snapshots")
 
 
 @dataclass
@@ -96,8 +96,9 @@ class DataConfig:
     generic_test_fraction: float = 0.2  # of logo-less generic listings in "test"
     price_floor_range: tuple[float, float] = (15.0, 600.0)  # log-uniform per-brand minimum genuine price, USD
     # How listing photos are drawn: "mockup" (training.render, what models are trained on), "scenes" (training.scenes,
-    # a second composer for checking that results carry over to photos made another way) or "render3d"
-    # (training.render3d, a third: the mark as a texture on a ray-cast 3-D object). Text, prices, sellers, reference
+    # a second composer for checking that results carry over to photos made another way), "render3d"
+    # (training.render3d, a third: the mark as a texture on a ray-cast 3-D object) or "snapshots" (training.snapshots,
+    # a fourth: a phone snapshot of a flat printed item placed by a homography). Text, prices, sellers, reference
     # assets and file names do not depend on it.
     photo_style: str = "mockup"
 
@@ -786,10 +787,12 @@ class _Planner:
 
 
 def photo_scenes(listing: dict[str, Any], config: DataConfig) -> list[str]:
-    """What each of a generated listing's photos shows: its :data:`training.scenes.SCENES` name ("scenes" style) or
-    :data:`training.render3d.OBJECTS` name ("render3d"), "reupload" for a re-used known fake's photo; empty for the
-    "mockup" style. Recomputed from the photo seeds, so the listing files are the same in every photo style."""
-    name_of = {"scenes": scenes.scene_of, "render3d": render3d.object_of}.get(config.photo_style)
+    """What each of a generated listing's photos shows: its :data:`training.scenes.SCENES` name ("scenes" style),
+    :data:`training.render3d.OBJECTS` name ("render3d") or :data:`training.snapshots.KINDS` name ("snapshots"),
+    "reupload" for a re-used known fake's photo; empty for the "mockup" style. Recomputed from the photo seeds, so the
+    listing files are the same in every photo style."""
+    name_of = {"scenes": scenes.scene_of, "render3d": render3d.object_of,
+               "snapshots": snapshots.kind_of}.get(config.photo_style)
     if name_of is None:
         return []
     return ["reupload" if k == 0 and listing["meta"].get("reupload_of") is not None
@@ -847,6 +850,9 @@ def _render_job(job: _ImageJob, root: str, photo_size: int, reference_size: int,
         elif photo_style == "render3d":
             img = render3d.compose_3d_photo(logo, rng, photo_size, product_color=job.product_colour,
                                             caption=job.caption, studio=job.studio)
+        elif photo_style == "snapshots":
+            img = snapshots.compose_snapshot_photo(logo, rng, photo_size, product_color=job.product_colour,
+                                                   caption=job.caption, studio=job.studio)
         else:
             img = render.compose_listing_photo(logo, rng, photo_size, product=job.product,
                                                product_color=job.product_colour, caption=job.caption,
