@@ -970,9 +970,9 @@ def test_hard_negative_batches_group_look_alike_brands():
         FinetuneConfig(hard_group=1)
 
 
-def test_fine_tuning_photos_can_include_chosen_scenes():
+def test_fine_tuning_photos_can_include_chosen_scenes_and_3d_objects():
     """Scene photos are added per brand from the chosen scenes only, and leave the mock-up photos as they were."""
-    from training import render, scenes
+    from training import render, render3d, scenes
     from training.finetune import FinetuneConfig, render_brand_set
 
     icons = [render.get_icon(slug) for slug in ("nike", "adidas", "github")]
@@ -988,11 +988,20 @@ def test_fine_tuning_photos_can_include_chosen_scenes():
     rng.integers(1)  # the scene choice among the one allowed
     again = scenes.compose_scene_photo(logo, rng, 320, scene="emboss")
     assert np.array_equal(np.asarray(again), np.asarray(mixed.photos[2]))
+    # ray-cast photos come after a brand's scene photos, from a generator of their own: the others stay as they were
+    three = render_brand_set(icons[:2], 2, 0, progress=False, scene_photos_per_brand=2, scene_names=("emboss",),
+                             render3d_photos_per_brand=1)
+    assert len(three.photos) == 10 and list(three.photo_brand) == [0] * 5 + [1] * 5
+    assert all(np.array_equal(np.asarray(mixed.photos[k]), np.asarray(three.photos[k + k // 4])) for k in range(8))
+    assert np.array_equal(np.asarray(three.photos[4]),
+                          np.asarray(render3d.compose_3d_photo(logo, np.random.default_rng([0, 2]), 320)))
     assert FinetuneConfig(scenes=["label"]).scenes == ("label",)  # JSON lists are read as tuples
     with pytest.raises(ValueError, match="distinct names of label"):
         FinetuneConfig(scenes=("label", "mosaic"))
     with pytest.raises(ValueError, match="scene_photos_per_brand"):
         FinetuneConfig(scene_photos_per_brand=-1)
+    with pytest.raises(ValueError, match="render3d_photos_per_brand"):
+        FinetuneConfig(render3d_photos_per_brand=-1)
     with pytest.raises(ValueError, match="unknown scene"):
         scenes.compose_scene_photo(logo, np.random.default_rng(0), 64, scene="mosaic")
 

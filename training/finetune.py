@@ -11,7 +11,7 @@ them is cached instead, so a step costs only those blocks' forward and backward 
 * reference render <-> brand name text, which keeps the reference and text spaces aligned.
 
 Photos are rendered fresh from simple-icons logos of non-held-out brands with strong augmentation
-(``training.render``). Held-out brands (sha1(slug) % 10 == 0) are used only to report generalisation.
+(``training.render``, and optionally the other composers ``training.scenes`` and ``training.render3d``). Held-out brands (sha1(slug) % 10 == 0) are used only to report generalisation.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from detector.embedder import Embedder, TappedBlocks, create_embedder
-from training import render, scenes
+from training import render, render3d, scenes
 from training.pipeline import progress_bar
 from training.splits import is_heldout_brand
 
@@ -68,6 +68,10 @@ class FinetuneConfig:
     # all), so the embedder also sees marks on labels, embossed, tiled, close up, ...; 0 = mock-up photos only.
     scene_photos_per_brand: int = 0
     scenes: tuple[str, ...] = ()
+    # Extra photos per training brand drawn by the third composer (training.render3d: the mark as a texture on a
+    # ray-cast object, about 0.26 s a photo); 0 = none. A model trained with them has no render3d dataset left as a
+    # composer it never saw.
+    render3d_photos_per_brand: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -76,8 +80,9 @@ class FinetuneConfig:
         if self.hard_group < 2:
             raise ValueError(f"hard_group={self.hard_group}: a group needs an anchor and at least one neighbour")
         self.scenes = tuple(self.scenes)
-        if self.scene_photos_per_brand < 0:
-            raise ValueError(f"scene_photos_per_brand={self.scene_photos_per_brand}: a count, >= 0")
+        for name in ("scene_photos_per_brand", "render3d_photos_per_brand"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)}: a count, >= 0")
         unknown = [s for s in self.scenes if s not in scenes.SCENES]
         if unknown or len(set(self.scenes)) != len(self.scenes):
             raise ValueError(f"finetune scenes {list(self.scenes)}: distinct names of {', '.join(scenes.SCENES)}")
@@ -100,11 +105,14 @@ class BrandSet:
 
 
 def render_brand_set(icons: list[render.Icon], photos_per_brand: int, seed: int, progress: bool = True,
-                     scene_photos_per_brand: int = 0, scene_names: Sequence[str] = ()) -> BrandSet:
-    """Two clean references (light, dark), ``photos_per_brand`` mock-up photos and ``scene_photos_per_brand`` photos
-    of the scenes ``scene_names`` (all when empty; :mod:`training.scenes`) per brand. The scene photos come from
-    their own generator, so the mock-ups are those of a set without them."""
+                     scene_photos_per_brand: int = 0, scene_names: Sequence[str] = (),
+                     render3d_photos_per_brand: int = 0) -> BrandSet:
+    """Two clean references (light, dark), ``photos_per_brand`` mock-up photos, ``scene_photos_per_brand`` photos
+    of the scenes ``scene_names`` (all when empty; :mod:`training.scenes`) and ``render3d_photos_per_brand`` photos
+    of :mod:`training.render3d` objects per brand. Each composer draws from its own generator, so the photos of one
+    are those of a set without the others."""
     scene_rng = np.random.default_rng([seed, 1])
+    object_rng = np.random.default_rng([seed, 2])
     scene_names = tuple(scene_names) or tuple(scenes.SCENES)
     rng = np.random.default_rng(seed)
     photos, photo_brand, refs, ref_brand = [], [], [], []
@@ -121,6 +129,9 @@ def render_brand_set(icons: list[render.Icon], photos_per_brand: int, seed: int,
             for _ in range(scene_photos_per_brand):
                 scene = scene_names[int(scene_rng.integers(len(scene_names)))]
                 photos.append(scenes.compose_scene_photo(logo, scene_rng, 320, scene=scene))
+                photo_brand.append(b)
+            for _ in range(render3d_photos_per_brand):
+                photos.append(render3d.compose_3d_photo(logo, object_rng, 320))
                 photo_brand.append(b)
             bar.advance(task)
     return BrandSet([i.slug for i in icons], [i.title for i in icons], photos, np.array(photo_brand), refs,
@@ -291,7 +302,7 @@ def finetune(config: FinetuneConfig, embedder_config: str = "effnet-lite0-minilm
     assert not any(is_heldout_brand(i.slug) for i in train_icons)
 
     train_set = render_brand_set(train_icons, config.photos_per_brand, config.seed, progress,
-                                 config.scene_photos_per_brand, config.scenes)
+                                 config.scene_photos_per_brand, config.scenes, config.render3d_photos_per_brand)
     eval_set = render_brand_set(eval_icons, config.eval_photos_per_brand, config.seed + 1, progress)
     t_render = time.time()
     tail = TrunkTail(embedder, config.unfreeze_blocks) if config.unfreeze_blocks else None
