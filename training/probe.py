@@ -21,8 +21,9 @@ nearest bank mark, and the ROC AUC of "own brand, top-1" against "unregistered l
 the score minus that cosine. ``--max-known-marks`` takes a seeded sample of the bank (the full bank, ~2,600 marks
 in two variants, takes ~10 min to embed on 2 cores).
 
-On a dataset drawn with ``photo_style`` "scenes" (:mod:`training.scenes`) or "render3d" (:mod:`training.render3d`),
-``by_scene`` gives the model variant's top-1 with each photo scored alone, by the scene or object it shows.
+On a dataset drawn with ``photo_style`` "scenes" (:mod:`training.scenes`), "render3d" (:mod:`training.render3d`) or
+"snapshots" (:mod:`training.snapshots`), ``by_scene`` gives the model variant's top-1 with each photo scored alone,
+by the scene, object or item it shows.
 """
 
 from __future__ import annotations
@@ -225,8 +226,9 @@ def probe(
 
 def _by_scene(dataset: Dataset, records: Sequence[dict[str, Any]], truth: Sequence[int | None],
               regions: Sequence[dict[int, np.ndarray]], sizes: Sequence[int], gallery: Gallery) -> dict[str, Any]:
-    """For a dataset drawn with :mod:`training.scenes` or :mod:`training.render3d`: the model variant's top-1 with each
-    registered brand's photo scored alone, by the scene or object it shows (``{}`` for other datasets)."""
+    """For a dataset drawn with another composer than the mock-ups (:data:`training.data.PHOTO_STYLES`): the model
+    variant's top-1 with each registered brand's photo scored alone, by the scene, object or item it shows (``{}`` for
+    other datasets)."""
     if (dataset.manifest.get("config") or {}).get("photo_style") in (None, "mockup"):  # or not made by training.data
         return {}
     config = DataConfig(**dataset.manifest["config"])
