@@ -31,7 +31,7 @@ import shutil
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -67,7 +67,14 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = "1.0"
 LABELS: tuple[str, ...] = ("counterfeit", "authentic", "unbranded")
-PHOTO_STYLES: tuple[str, ...] = ("mockup", "scenes", "render3d", "snapshots")
+# The composers besides the mock-ups, by photo style: how each draws a photo (same signature) and names the scene,
+# object or item a photo's seed draws.
+_COMPOSERS: dict[str, tuple[Callable[..., Image.Image], Callable[[int], str]]] = {
+    "scenes": (scenes.compose_scene_photo, scenes.scene_of),
+    "render3d": (render3d.compose_3d_photo, render3d.object_of),
+    "snapshots": (snapshots.compose_snapshot_photo, snapshots.kind_of),
+}
+PHOTO_STYLES: tuple[str, ...] = ("mockup", *_COMPOSERS)
 
 
 @dataclass
@@ -791,10 +798,9 @@ def photo_scenes(listing: dict[str, Any], config: DataConfig) -> list[str]:
     :data:`training.render3d.OBJECTS` name ("render3d") or :data:`training.snapshots.KINDS` name ("snapshots"),
     "reupload" for a re-used known fake's photo; empty for the "mockup" style. Recomputed from the photo seeds, so the
     listing files are the same in every photo style."""
-    name_of = {"scenes": scenes.scene_of, "render3d": render3d.object_of,
-               "snapshots": snapshots.kind_of}.get(config.photo_style)
-    if name_of is None:
+    if config.photo_style not in _COMPOSERS:
         return []
+    name_of = _COMPOSERS[config.photo_style][1]
     return ["reupload" if k == 0 and listing["meta"].get("reupload_of") is not None
             else name_of(_stable_int(config.seed, "image", listing["listing_id"], k))
             for k in range(len(listing["images"]))]
@@ -844,15 +850,10 @@ def _render_job(job: _ImageJob, root: str, photo_size: int, reference_size: int,
             img = render.make_reupload(original, rng, caption=job.caption)
     else:
         logo = render.render_logo(render.get_icon(job.logo_slug), _LOGO_RENDER_SIZE) if job.logo_slug else None
-        if photo_style == "scenes":
-            img = scenes.compose_scene_photo(logo, rng, photo_size, product_color=job.product_colour,
-                                             caption=job.caption, studio=job.studio)
-        elif photo_style == "render3d":
-            img = render3d.compose_3d_photo(logo, rng, photo_size, product_color=job.product_colour,
-                                            caption=job.caption, studio=job.studio)
-        elif photo_style == "snapshots":
-            img = snapshots.compose_snapshot_photo(logo, rng, photo_size, product_color=job.product_colour,
-                                                   caption=job.caption, studio=job.studio)
+        if photo_style in _COMPOSERS:
+            compose = _COMPOSERS[photo_style][0]
+            img = compose(logo, rng, photo_size, product_color=job.product_colour, caption=job.caption,
+                          studio=job.studio)
         else:
             img = render.compose_listing_photo(logo, rng, photo_size, product=job.product,
                                                product_color=job.product_colour, caption=job.caption,

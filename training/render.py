@@ -14,7 +14,7 @@ import importlib.util
 import io
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ __all__ = [
     "REFERENCE_VARIANTS",
     "Icon",
     "compose_listing_photo",
+    "first_choice",
     "get_icon",
     "hex_to_rgb",
     "list_background_photos",
@@ -225,6 +226,14 @@ def _random_colour(rng: np.random.Generator, lo: int = 0, hi: int = 256) -> RGB:
     """A uniformly random RGB colour with channels in [lo, hi)."""
     r, g, b = rng.integers(lo, hi, size=3)
     return int(r), int(g), int(b)
+
+
+def first_choice(names: Iterable[str], rng: np.random.Generator | int) -> str:
+    """One of ``names``, by the first draw of ``rng`` (a generator, or a photo's seed). A composer makes this its first
+    draw, so which scene, object or item a photo shows can be named from the photo's seed alone."""
+    names = tuple(names)
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    return names[int(rng.integers(len(names)))]
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:

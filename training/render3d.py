@@ -433,7 +433,7 @@ def _shade(rgb: np.ndarray, gloss: np.ndarray, normal: np.ndarray, view: np.ndar
 
 def object_of(seed: int) -> str:
     """The object :func:`compose_3d_photo` draws for a photo's seed (its first random choice)."""
-    return tuple(OBJECTS)[int(np.random.default_rng(seed).integers(len(OBJECTS)))]
+    return render.first_choice(OBJECTS, seed)
 
 
 def compose_3d_photo(
@@ -460,7 +460,7 @@ def compose_3d_photo(
     Returns:
         The RGB photo.
     """
-    drawn = tuple(OBJECTS)[int(rng.integers(len(OBJECTS)))]
+    drawn = render.first_choice(OBJECTS, rng)
     obj = drawn if obj is None else obj
     if obj not in OBJECTS:
         raise ValueError(f"unknown object {obj!r}; known: {', '.join(OBJECTS)}")

@@ -462,7 +462,7 @@ def _caption(img: Image.Image, text: str, rng: np.random.Generator) -> None:
 
 def scene_of(seed: int) -> str:
     """The scene :func:`compose_scene_photo` draws for a photo's seed (its first random choice)."""
-    return tuple(SCENES)[int(np.random.default_rng(seed).integers(len(SCENES)))]
+    return render.first_choice(SCENES, seed)
 
 
 def compose_scene_photo(
@@ -489,7 +489,7 @@ def compose_scene_photo(
     Returns:
         The RGB photo.
     """
-    drawn = tuple(SCENES)[int(rng.integers(len(SCENES)))]
+    drawn = render.first_choice(SCENES, rng)
     scene = drawn if scene is None else scene
     if scene not in SCENES:
         raise ValueError(f"unknown scene {scene!r}; known: {', '.join(SCENES)}")

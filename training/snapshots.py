@@ -1140,7 +1140,7 @@ def _quad(h: np.ndarray, item: _Item) -> np.ndarray:
 
 def kind_of(seed: int) -> str:
     """The item :func:`compose_snapshot_photo` draws for a photo's seed (its first random choice)."""
-    return tuple(KINDS)[int(np.random.default_rng(seed).integers(len(KINDS)))]
+    return render.first_choice(KINDS, seed)
 
 
 def compose_snapshot_photo(
@@ -1167,7 +1167,7 @@ def compose_snapshot_photo(
     Returns:
         The RGB photo.
     """
-    drawn = tuple(KINDS)[int(rng.integers(len(KINDS)))]
+    drawn = render.first_choice(KINDS, rng)
     kind = drawn if kind is None else kind
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
