@@ -11,7 +11,8 @@ them is cached instead, so a step costs only those blocks' forward and backward 
 * reference render <-> brand name text, which keeps the reference and text spaces aligned.
 
 Photos are rendered fresh from simple-icons logos of non-held-out brands with strong augmentation
-(``training.render``, and optionally the other composers ``training.scenes`` and ``training.render3d``). Held-out brands (sha1(slug) % 10 == 0) are used only to report generalisation.
+(``training.render``, and optionally the other composers ``training.scenes`` and ``training.render3d``). Held-out
+brands (sha1(slug) % 10 == 0) are used only to report generalisation.
 """
 
 from __future__ import annotations
