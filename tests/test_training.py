@@ -970,9 +970,9 @@ def test_hard_negative_batches_group_look_alike_brands():
         FinetuneConfig(hard_group=1)
 
 
-def test_fine_tuning_photos_can_include_chosen_scenes_and_3d_objects():
+def test_fine_tuning_photos_can_include_chosen_scenes_3d_objects_and_snapshots():
     """Scene photos are added per brand from the chosen scenes only, and leave the mock-up photos as they were."""
-    from training import render, render3d, scenes
+    from training import render, render3d, scenes, snapshots
     from training.finetune import FinetuneConfig, render_brand_set
 
     icons = [render.get_icon(slug) for slug in ("nike", "adidas", "github")]
@@ -995,6 +995,15 @@ def test_fine_tuning_photos_can_include_chosen_scenes_and_3d_objects():
     assert all(np.array_equal(np.asarray(mixed.photos[k]), np.asarray(three.photos[k + k // 4])) for k in range(8))
     assert np.array_equal(np.asarray(three.photos[4]),
                           np.asarray(render3d.compose_3d_photo(logo, np.random.default_rng([0, 2]), 320)))
+    # snapshots come last, from a generator of their own too
+    four = render_brand_set(icons[:2], 2, 0, progress=False, scene_photos_per_brand=2, scene_names=("emboss",),
+                            render3d_photos_per_brand=1, snapshot_photos_per_brand=2)
+    assert len(four.photos) == 14 and list(four.photo_brand) == [0] * 7 + [1] * 7
+    assert all(np.array_equal(np.asarray(three.photos[k]), np.asarray(four.photos[k + 2 * (k // 5)])) for k in range(10))
+    snapshot_rng = np.random.default_rng([0, 3])
+    for k in (5, 6):
+        assert np.array_equal(np.asarray(four.photos[k]),
+                              np.asarray(snapshots.compose_snapshot_photo(logo, snapshot_rng, 320)))
     assert FinetuneConfig(scenes=["label"]).scenes == ("label",)  # JSON lists are read as tuples
     with pytest.raises(ValueError, match="distinct names of label"):
         FinetuneConfig(scenes=("label", "mosaic"))
@@ -1002,6 +1011,8 @@ def test_fine_tuning_photos_can_include_chosen_scenes_and_3d_objects():
         FinetuneConfig(scene_photos_per_brand=-1)
     with pytest.raises(ValueError, match="render3d_photos_per_brand"):
         FinetuneConfig(render3d_photos_per_brand=-1)
+    with pytest.raises(ValueError, match="snapshot_photos_per_brand"):
+        FinetuneConfig(snapshot_photos_per_brand=-1)
     with pytest.raises(ValueError, match="unknown scene"):
         scenes.compose_scene_photo(logo, np.random.default_rng(0), 64, scene="mosaic")
 

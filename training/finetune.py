@@ -11,7 +11,8 @@ them is cached instead, so a step costs only those blocks' forward and backward 
 * reference render <-> brand name text, which keeps the reference and text spaces aligned.
 
 Photos are rendered fresh from simple-icons logos of non-held-out brands with strong augmentation
-(``training.render``, and optionally the other composers ``training.scenes`` and ``training.render3d``). Held-out
+(``training.render``, and optionally the other composers ``training.scenes``, ``training.render3d`` and
+``training.snapshots``). Held-out
 brands (sha1(slug) % 10 == 0) are used only to report generalisation.
 """
 
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from detector.embedder import Embedder, TappedBlocks, create_embedder
-from training import render, render3d, scenes
+from training import render, render3d, scenes, snapshots
 from training.pipeline import progress_bar
 from training.splits import is_heldout_brand
 
@@ -73,6 +74,10 @@ class FinetuneConfig:
     # ray-cast object, about 0.26 s a photo); 0 = none. A model trained with them has no render3d dataset left as a
     # composer it never saw.
     render3d_photos_per_brand: int = 0
+    # Extra photos per training brand drawn by the fourth composer (training.snapshots: a phone snapshot of a tag,
+    # sticker, bag, ... that carries the mark); 0 = none. Likewise, a model trained with them has no snapshots
+    # dataset left as a composer it never saw.
+    snapshot_photos_per_brand: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -81,7 +86,7 @@ class FinetuneConfig:
         if self.hard_group < 2:
             raise ValueError(f"hard_group={self.hard_group}: a group needs an anchor and at least one neighbour")
         self.scenes = tuple(self.scenes)
-        for name in ("scene_photos_per_brand", "render3d_photos_per_brand"):
+        for name in ("scene_photos_per_brand", "render3d_photos_per_brand", "snapshot_photos_per_brand"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)}: a count, >= 0")
         unknown = [s for s in self.scenes if s not in scenes.SCENES]
@@ -107,13 +112,16 @@ class BrandSet:
 
 def render_brand_set(icons: list[render.Icon], photos_per_brand: int, seed: int, progress: bool = True,
                      scene_photos_per_brand: int = 0, scene_names: Sequence[str] = (),
-                     render3d_photos_per_brand: int = 0) -> BrandSet:
+                     render3d_photos_per_brand: int = 0, snapshot_photos_per_brand: int = 0) -> BrandSet:
     """Two clean references (light, dark), ``photos_per_brand`` mock-up photos, ``scene_photos_per_brand`` photos
-    of the scenes ``scene_names`` (all when empty; :mod:`training.scenes`) and ``render3d_photos_per_brand`` photos
-    of :mod:`training.render3d` objects per brand. Each composer draws from its own generator, so the photos of one
-    are those of a set without the others."""
+    of the scenes ``scene_names`` (all when empty; :mod:`training.scenes`), ``render3d_photos_per_brand`` photos
+    of :mod:`training.render3d` objects and ``snapshot_photos_per_brand`` :mod:`training.snapshots` photos per
+    brand, in that order. Each composer draws from its own generator, so the photos of one are those of a set
+    without the others."""
     scene_rng = np.random.default_rng([seed, 1])
-    object_rng = np.random.default_rng([seed, 2])
+    # the composers that take no options: how many photos each draws per brand, from a generator of its own
+    others = ((render3d_photos_per_brand, render3d.compose_3d_photo, np.random.default_rng([seed, 2])),
+              (snapshot_photos_per_brand, snapshots.compose_snapshot_photo, np.random.default_rng([seed, 3])))
     scene_names = tuple(scene_names) or tuple(scenes.SCENES)
     rng = np.random.default_rng(seed)
     photos, photo_brand, refs, ref_brand = [], [], [], []
@@ -131,9 +139,10 @@ def render_brand_set(icons: list[render.Icon], photos_per_brand: int, seed: int,
                 scene = scene_names[int(scene_rng.integers(len(scene_names)))]
                 photos.append(scenes.compose_scene_photo(logo, scene_rng, 320, scene=scene))
                 photo_brand.append(b)
-            for _ in range(render3d_photos_per_brand):
-                photos.append(render3d.compose_3d_photo(logo, object_rng, 320))
-                photo_brand.append(b)
+            for count, compose, other_rng in others:
+                for _ in range(count):
+                    photos.append(compose(logo, other_rng, 320))
+                    photo_brand.append(b)
             bar.advance(task)
     return BrandSet([i.slug for i in icons], [i.title for i in icons], photos, np.array(photo_brand), refs,
                     np.array(ref_brand))
@@ -303,7 +312,8 @@ def finetune(config: FinetuneConfig, embedder_config: str = "effnet-lite0-minilm
     assert not any(is_heldout_brand(i.slug) for i in train_icons)
 
     train_set = render_brand_set(train_icons, config.photos_per_brand, config.seed, progress,
-                                 config.scene_photos_per_brand, config.scenes, config.render3d_photos_per_brand)
+                                 config.scene_photos_per_brand, config.scenes, config.render3d_photos_per_brand,
+                                 config.snapshot_photos_per_brand)
     eval_set = render_brand_set(eval_icons, config.eval_photos_per_brand, config.seed + 1, progress)
     t_render = time.time()
     tail = TrunkTail(embedder, config.unfreeze_blocks) if config.unfreeze_blocks else None
