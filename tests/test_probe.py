@@ -41,18 +41,20 @@ def test_probe_matches_a_direct_computation(default_bundle, small_dataset, tmp_p
     refs = {s: embedder.embed_references([dataset.open_image(a["image"]) for a in dataset.assets
                                           if a["brand_slug"] == s and a["kind"] == "authentic"]) for s in registered}
     records = [r for r in dataset.listings_for("val") if r["images"] and r["meta"].get("logo_slug")]
-    hits, n_unregistered = [], 0
+    hits, n_unregistered = {}, 0
     for r in records:
         regions = embedder.embed_image_regions([dataset.open_image(p) for p in r["images"]])
         flat = regions.reshape(-1, regions.shape[-1])
         best = max(registered, key=lambda s: float((flat @ refs[s].T).max()) if len(refs[s]) else -np.inf)
         if r.get("brand_slug") in refs:
-            hits.append(best == r["brand_slug"])
+            hits[r["listing_id"]] = best == r["brand_slug"]
         else:
             n_unregistered += 1
     assert result["n_listings"] == len(records) > 0
     assert model["n_registered"] == len(hits) and model["n_unregistered"] == n_unregistered
-    assert model["top1"] == pytest.approx(np.mean(hits), abs=1e-4)
+    assert model["top1"] == pytest.approx(np.mean(list(hits.values())), abs=1e-4)
+    # each registered brand's listing, named or not by the model variant (what training.probe_diff pairs)
+    assert {row["listing_id"]: row["hit"] for row in result["listings"]} == hits
     assert model["top1"] <= model["top5"]
     assert result["by_scene"] == {}  # a mockup dataset
 
@@ -235,3 +237,52 @@ def test_probe_reports_known_marks_from_the_command_line(default_bundle, small_d
     assert known["n_unregistered"] == model["n_unregistered"] > 0
     assert known["n_hits"] == round(model["top1"] * model["n_registered"]) > 0
     assert 0.0 <= known["score_minus_known"]["auc_hit_vs_unregistered"] <= 1.0
+
+
+def test_probe_diff_pairs_the_listings_two_probes_share():
+    from training.probe_diff import compare_probes, paired_difference
+
+    # 100 listings: both arms name 60, only B names 10 more, only A 2: B - A = 0.08 from 12 discordant listings
+    a = np.array([True] * 60 + [False] * 10 + [True] * 2 + [False] * 28)
+    b = np.array([True] * 60 + [True] * 10 + [False] * 2 + [False] * 28)
+    d = paired_difference(a, b, n_boot=4000, seed=0)
+    assert (d["n"], d["top1_a"], d["top1_b"], d["only_a"], d["only_b"]) == (100, 0.62, 0.70, 2, 10)
+    assert d["difference"] == pytest.approx(0.08)
+    assert d["interval"][0] < 0.08 < d["interval"][1]
+    assert d["mcnemar_p"] == pytest.approx(2 * sum(__import__("math").comb(12, k) for k in range(3)) / 2**12)
+    # the same top-1s with more disagreement between the arms: a wider interval, a weaker test
+    a2 = np.array([True] * 52 + [False] * 18 + [True] * 10 + [False] * 20)
+    b2 = np.array([True] * 52 + [True] * 18 + [False] * 10 + [False] * 20)
+    d2 = paired_difference(a2, b2, n_boot=4000, seed=0)
+    assert (d2["top1_a"], d2["top1_b"]) == (0.62, 0.70)
+    assert d2["interval"][1] - d2["interval"][0] > d["interval"][1] - d["interval"][0]
+    assert d2["mcnemar_p"] > d["mcnemar_p"]
+    assert paired_difference(a, a)["interval"] == [0.0, 0.0] and paired_difference(a, a)["mcnemar_p"] == 1.0
+
+    def run(hits):
+        return {"listings": [{"listing_id": f"L{k}", "hit": bool(h)} for k, h in enumerate(hits)]}
+
+    # listings are matched by id, whatever their order (which changes the bootstrap draws, not the counts)
+    shuffled = run(b)
+    shuffled["listings"].reverse()
+    matched = compare_probes(run(a), shuffled, n_boot=4000)
+    assert {k: v for k, v in matched.items() if k != "interval"} == {k: v for k, v in d.items() if k != "interval"}
+    assert matched["interval"] == pytest.approx(d["interval"], abs=0.02)
+    with pytest.raises(ValueError, match="different listings"):
+        compare_probes(run(a), run(b[:99]))
+    with pytest.raises(ValueError, match="without per-listing hits"):
+        compare_probes({"variants": []}, run(b))
+
+
+def test_probe_diff_reads_two_probe_files_from_the_command_line(tmp_path, capsys):
+    from training import probe_diff
+
+    for name, hits in (("a", [True, False, False, True]), ("b", [True, True, True, True])):
+        rows = [{"listing_id": f"L{k}", "hit": h} for k, h in enumerate(hits)]
+        (tmp_path / f"{name}.json").write_text(json.dumps({"listings": rows}))
+    assert probe_diff.main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--boot", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "0.500" in out and "1.000" in out and "+0.500" in out  # top-1 A, top-1 B, B - A
+    (tmp_path / "c.json").write_text("{}")
+    with pytest.raises(SystemExit):
+        probe_diff.main([str(tmp_path / "a.json"), str(tmp_path / "c.json")])

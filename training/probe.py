@@ -10,7 +10,9 @@ best reference or the mean over the brand's references. No registry, no FAISS, n
 cores for 500 listings, where a full ``training.evaluate`` run takes ten. The ``max`` variant over the model's own
 sizes is the image evidence the service computes (``brand_top1_photo``), up to FAISS's top-k cut.
 
-Prints a table and writes ``probe.json`` (with the most frequent confusions) under ``--out`` when given. Listings of
+Prints a table and writes ``probe.json`` (with the most frequent confusions, and in ``listings`` whether the model
+variant named each registered brand's listing, for paired comparisons: :mod:`training.probe_diff`) under ``--out``
+when given. Listings of
 unregistered brands' logos are scored too: ``unregistered_above_p10`` is the share whose best brand score exceeds the
 10th percentile of correct matches' scores (how many look-alikes a threshold that keeps 90 % of hits lets through).
 With ``--known-marks`` it also asks whether other known marks tell a look-alike from a real match
@@ -184,11 +186,12 @@ def probe(
     per_listing = [{(s, pool): brand_scores(per_size[s], gallery, pool) for s in sizes for pool in POOLS}
                    for per_size in regions]
     results: list[dict[str, Any]] = []
+    listings: list[dict[str, Any]] = []
     for combo in _variants(sizes, model_sizes):
         for pool in POOLS:
             hits, top5, hit_scores, unreg_scores = [], [], [], []
             confusions: collections.Counter[tuple[str, str]] = collections.Counter()
-            for by_size, t in zip(per_listing, truth):
+            for rec, by_size, t in zip(records, per_listing, truth):
                 scores = np.max([by_size[s, pool] for s in combo], axis=0)
                 best = int(np.argmax(scores))
                 if t is None:
@@ -196,6 +199,8 @@ def probe(
                     continue
                 hits.append(best == t)
                 top5.append(bool((scores > scores[t]).sum() < 5))
+                if list(combo) == model_sizes and pool == "max":
+                    listings.append({"listing_id": rec["listing_id"], "hit": bool(best == t)})
                 if best == t:
                     hit_scores.append(float(scores[best]))
                 else:
@@ -211,7 +216,8 @@ def probe(
                 "confusions": [[a, b, n] for (a, b), n in confusions.most_common(10)],
             })
     out = {"split": split, "n_listings": len(records), "n_brands": len(gallery.slugs), "model_sizes": model_sizes,
-           "variants": results, "by_scene": _by_scene(dataset, records, truth, regions, model_sizes, gallery)}
+           "variants": results, "by_scene": _by_scene(dataset, records, truth, regions, model_sizes, gallery),
+           "listings": listings}
     if known_marks is not None:
         rows = []
         for by_size, t, per_size in zip(per_listing, truth, regions):
