@@ -55,6 +55,8 @@ def test_probe_matches_a_direct_computation(default_bundle, small_dataset, tmp_p
     assert model["top1"] == pytest.approx(np.mean(list(hits.values())), abs=1e-4)
     # each registered brand's listing, named or not by the model variant (what training.probe_diff pairs)
     assert {row["listing_id"]: row["hit"] for row in result["listings"]} == hits
+    assert {row["listing_id"]: row["brand_slug"] for row in result["listings"]} == {
+        r["listing_id"]: r["brand_slug"] for r in records if r["listing_id"] in hits}
     assert model["top1"] <= model["top5"]
     assert result["by_scene"] == {}  # a mockup dataset
 
@@ -258,9 +260,17 @@ def test_probe_diff_pairs_the_listings_two_probes_share():
     assert d2["interval"][1] - d2["interval"][0] > d["interval"][1] - d["interval"][0]
     assert d2["mcnemar_p"] > d["mcnemar_p"]
     assert paired_difference(a, a)["interval"] == [0.0, 0.0] and paired_difference(a, a)["mcnemar_p"] == 1.0
+    # listings won or lost together by brand (10 brands of 10 listings): resampling brands widens the interval
+    brands = [f"brand{k // 10}" for k in range(100)]
+    by_brand = paired_difference(a, b, brands, n_boot=4000, seed=0)
+    assert by_brand["n_groups"] == 10 and by_brand["difference"] == pytest.approx(0.08)
+    assert by_brand["interval"][1] - by_brand["interval"][0] > d["interval"][1] - d["interval"][0]
+    with pytest.raises(ValueError, match="groups"):
+        paired_difference(a, b, brands[:50])
 
-    def run(hits):
-        return {"listings": [{"listing_id": f"L{k}", "hit": bool(h)} for k, h in enumerate(hits)]}
+    def run(hits, brand=None):
+        return {"listings": [{"listing_id": f"L{k}", "hit": bool(h), **({"brand_slug": brand[k]} if brand else {})}
+                             for k, h in enumerate(hits)]}
 
     # listings are matched by id, whatever their order (which changes the bootstrap draws, not the counts)
     shuffled = run(b)
@@ -268,6 +278,9 @@ def test_probe_diff_pairs_the_listings_two_probes_share():
     matched = compare_probes(run(a), shuffled, n_boot=4000)
     assert {k: v for k, v in matched.items() if k != "interval"} == {k: v for k, v in d.items() if k != "interval"}
     assert matched["interval"] == pytest.approx(d["interval"], abs=0.02)
+    # probes that name each listing's brand are resampled by brand
+    grouped = compare_probes(run(a, brands), run(b, brands), n_boot=4000)
+    assert grouped["n_groups"] == 10 and grouped["interval"][1] - grouped["interval"][0] > d["interval"][1] - d["interval"][0]
     with pytest.raises(ValueError, match="different listings"):
         compare_probes(run(a), run(b[:99]))
     with pytest.raises(ValueError, match="without per-listing hits"):
@@ -283,6 +296,7 @@ def test_probe_diff_reads_two_probe_files_from_the_command_line(tmp_path, capsys
     assert probe_diff.main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--boot", "500"]) == 0
     out = capsys.readouterr().out
     assert "0.500" in out and "1.000" in out and "+0.500" in out  # top-1 A, top-1 B, B - A
+    assert "resampled by listings" in out  # these rows name no brand
     (tmp_path / "c.json").write_text("{}")
     with pytest.raises(SystemExit):
         probe_diff.main([str(tmp_path / "a.json"), str(tmp_path / "c.json")])

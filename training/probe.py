@@ -200,7 +200,8 @@ def probe(
                 hits.append(best == t)
                 top5.append(bool((scores > scores[t]).sum() < 5))
                 if list(combo) == model_sizes and pool == "max":
-                    listings.append({"listing_id": rec["listing_id"], "hit": bool(best == t)})
+                    listings.append({"listing_id": rec["listing_id"], "brand_slug": rec["brand_slug"],
+                                     "hit": bool(best == t)})
                 if best == t:
                     hit_scores.append(float(scores[best]))
                 else:

@@ -4,9 +4,12 @@
 
 Two ``training.probe`` runs on the same data, split, limit and seed score the same listings, so their difference is
 paired: only the listings one arm names and the other misses carry it. Prints both arms' top-1 (the model variant)
-over those listings, B − A with a percentile bootstrap interval over listings, and the exact McNemar test's p-value
-on the discordant listings. A pilot's rule such as "B ≥ A + 0.02" on 500 listings says little when that interval is
-±0.03 wide; this shows how wide it is.
+over those listings, B − A with a percentile bootstrap interval, and the exact McNemar test's p-value on the
+discordant listings. A validation split holds a few dozen brands with many listings each, and a brand's listings
+are won or lost together (they share its references), so the bootstrap resamples brands, not listings, when the
+probes name them (McNemar's test still counts listings as independent: read it as the optimistic one). A pilot's
+rule such as "B ≥ A + 0.02" on 500 listings says little when that interval is ±0.03 wide or more; this shows how
+wide it is.
 """
 
 from __future__ import annotations
@@ -22,24 +25,37 @@ from scipy.stats import binomtest
 __all__ = ["paired_difference", "compare_probes", "main"]
 
 
-def paired_difference(a: Sequence[bool], b: Sequence[bool], n_boot: int = 10_000, level: float = 0.9,
-                      seed: int = 0) -> dict[str, Any]:
-    """B − A of two arms' hits on the same listings (``a[i]``, ``b[i]``: listing i named by arm A, B)."""
+def paired_difference(a: Sequence[bool], b: Sequence[bool], groups: Sequence[str] | None = None,
+                      n_boot: int = 10_000, level: float = 0.9, seed: int = 0) -> dict[str, Any]:
+    """B − A of two arms' hits on the same listings (``a[i]``, ``b[i]``: listing i named by arm A, B). With
+    ``groups`` (listing i's brand) the bootstrap draws whole groups, else single listings."""
     a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     if a.ndim != 1 or a.shape != b.shape or not len(a):
         raise ValueError(f"paired hits need two equally long, non-empty lists (got {a.shape} and {b.shape})")
+    if groups is None:
+        group = np.arange(len(a))
+    elif len(groups) != len(a):
+        raise ValueError(f"{len(groups)} groups for {len(a)} listings")
+    else:
+        group = np.unique(np.asarray(groups), return_inverse=True)[1]
     diff = b.astype(np.float64) - a.astype(np.float64)
-    means = diff[np.random.default_rng(seed).integers(0, len(diff), (n_boot, len(diff)))].mean(axis=1)
+    # a resample takes each group w times (multinomial weights); its difference is over the listings it holds
+    sums, counts = np.bincount(group, weights=diff), np.bincount(group).astype(np.float64)
+    n_groups = len(counts)
+    weights = np.random.default_rng(seed).multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=n_boot)
+    means = (weights @ sums) / (weights @ counts)
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     only_a, only_b = int((a & ~b).sum()), int((b & ~a).sum())
     p = binomtest(min(only_a, only_b), only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
-    return {"n": len(a), "top1_a": round(float(a.mean()), 4), "top1_b": round(float(b.mean()), 4),
-            "difference": float(diff.mean()), "interval": [round(float(lo), 4), round(float(hi), 4)],
-            "level": level, "only_a": only_a, "only_b": only_b, "mcnemar_p": float(p)}
+    return {"n": len(a), "n_groups": n_groups, "top1_a": round(float(a.mean()), 4),
+            "top1_b": round(float(b.mean()), 4), "difference": float(diff.mean()),
+            "interval": [round(float(lo), 4), round(float(hi), 4)], "level": level, "only_a": only_a,
+            "only_b": only_b, "mcnemar_p": float(p)}
 
 
 def compare_probes(a: dict[str, Any], b: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    """:func:`paired_difference` of two ``probe.json`` results, their listings matched by id."""
+    """:func:`paired_difference` of two ``probe.json`` results, their listings matched by id, grouped by brand
+    when the probes name the listings' brands."""
     hits = []
     for result in (a, b):
         if "listings" not in result:
@@ -48,8 +64,10 @@ def compare_probes(a: dict[str, Any], b: dict[str, Any], **kwargs: Any) -> dict[
     if hits[0].keys() != hits[1].keys():
         raise ValueError(f"the probes scored different listings ({len(hits[0])} and {len(hits[1])}, "
                          f"{len(hits[0].keys() & hits[1].keys())} shared): same --data, --split, --limit and --seed?")
+    brand = {row["listing_id"]: row.get("brand_slug") for row in a["listings"]}
     ids = sorted(hits[0])
-    return paired_difference([hits[0][i] for i in ids], [hits[1][i] for i in ids], **kwargs)
+    groups = [brand[i] for i in ids] if all(brand.values()) else None
+    return paired_difference([hits[0][i] for i in ids], [hits[1][i] for i in ids], groups, **kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                            n_boot=args.boot, level=args.level, seed=args.seed)
     except (OSError, ValueError) as e:
         parser.error(str(e))
-    print(f"{d['n']} listings: top-1 A {d['top1_a']:.3f}, B {d['top1_b']:.3f}; B - A {d['difference']:+.3f} "
+    unit = "listings" if d["n_groups"] == d["n"] else f"brands ({d['n_groups']})"
+    print(f"{d['n']} listings, resampled by {unit}: top-1 A {d['top1_a']:.3f}, B {d['top1_b']:.3f}; B - A {d['difference']:+.3f} "
           f"({d['level']:.0%} interval {d['interval'][0]:+.3f} to {d['interval'][1]:+.3f}); "
           f"named by A only {d['only_a']}, by B only {d['only_b']}, McNemar p = {d['mcnemar_p']:.3g}")
     return 0
