@@ -280,7 +280,8 @@ def test_probe_diff_pairs_the_listings_two_probes_share():
     assert matched["interval"] == pytest.approx(d["interval"], abs=0.02)
     # probes that name each listing's brand are resampled by brand
     grouped = compare_probes(run(a, brands), run(b, brands), n_boot=4000)
-    assert grouped["n_groups"] == 10 and grouped["interval"][1] - grouped["interval"][0] > d["interval"][1] - d["interval"][0]
+    assert grouped["n_groups"] == 10
+    assert grouped["interval"][1] - grouped["interval"][0] > d["interval"][1] - d["interval"][0]
     with pytest.raises(ValueError, match="different listings"):
         compare_probes(run(a), run(b[:99]))
     with pytest.raises(ValueError, match="without per-listing hits"):

@@ -189,6 +189,7 @@ def probe(
     listings: list[dict[str, Any]] = []
     for combo in _variants(sizes, model_sizes):
         for pool in POOLS:
+            is_model = list(combo) == model_sizes and pool == "max"  # the image evidence the service computes
             hits, top5, hit_scores, unreg_scores = [], [], [], []
             confusions: collections.Counter[tuple[str, str]] = collections.Counter()
             for rec, by_size, t in zip(records, per_listing, truth):
@@ -199,7 +200,7 @@ def probe(
                     continue
                 hits.append(best == t)
                 top5.append(bool((scores > scores[t]).sum() < 5))
-                if list(combo) == model_sizes and pool == "max":
+                if is_model:
                     listings.append({"listing_id": rec["listing_id"], "brand_slug": rec["brand_slug"],
                                      "hit": bool(best == t)})
                 if best == t:
@@ -208,7 +209,7 @@ def probe(
                     confusions[(gallery.slugs[t], gallery.slugs[best])] += 1
             p10 = float(np.percentile(hit_scores, 10)) if hit_scores else float("nan")
             results.append({
-                "sizes": list(combo), "pool": pool, "model": list(combo) == model_sizes and pool == "max",
+                "sizes": list(combo), "pool": pool, "model": is_model,
                 "n_registered": len(hits), "top1": round(float(np.mean(hits)), 4) if hits else None,
                 "top5": round(float(np.mean(top5)), 4) if top5 else None,
                 "n_unregistered": len(unreg_scores),

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.probe_diff", description=__doc__.split("\n\n")[0])
     parser.add_argument("a", type=Path, help="arm A's probe.json")
     parser.add_argument("b", type=Path, help="arm B's probe.json (the difference is B - A)")
-    parser.add_argument("--boot", type=int, default=10_000, help="bootstrap resamples of the listings")
+    parser.add_argument("--boot", type=int, default=10_000, help="bootstrap resamples (of brands, else listings)")
     parser.add_argument("--level", type=float, default=0.9, help="two-sided level of the interval")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         parser.error(str(e))
     unit = "listings" if d["n_groups"] == d["n"] else f"brands ({d['n_groups']})"
-    print(f"{d['n']} listings, resampled by {unit}: top-1 A {d['top1_a']:.3f}, B {d['top1_b']:.3f}; B - A {d['difference']:+.3f} "
-          f"({d['level']:.0%} interval {d['interval'][0]:+.3f} to {d['interval'][1]:+.3f}); "
+    print(f"{d['n']} listings, resampled by {unit}: top-1 A {d['top1_a']:.3f}, B {d['top1_b']:.3f}; "
+          f"B - A {d['difference']:+.3f} ({d['level']:.0%} interval {d['interval'][0]:+.3f} to "
+          f"{d['interval'][1]:+.3f}); "
           f"named by A only {d['only_a']}, by B only {d['only_b']}, McNemar p = {d['mcnemar_p']:.3g}")
     return 0
 
