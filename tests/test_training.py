@@ -921,9 +921,11 @@ def test_trunk_tail_reproduces_the_trunk_and_trains_its_blocks(embedder, tmp_pat
 
     delta, report = finetune(FinetuneConfig(n_brands=12, photos_per_brand=1, epochs=1, batch_size=6, eval_brands=4,
                                             eval_photos_per_brand=1, unfreeze_blocks=1, hard_negatives=0.5,
-                                            hard_group=3, scene_photos_per_brand=1, scenes=("label", "closeup")),
+                                            hard_group=3, scene_photos_per_brand=1, scenes=("label", "closeup"),
+                                            made_up_marks=3),
                                 out_dir=tmp_path, progress=False)
-    assert report["n_train_photos"] == 24  # a mock-up and a scene photo per brand
+    assert report["n_train_photos"] == 30  # a mock-up and a scene photo per brand and per made-up mark
+    assert (report["n_train_brands"], report["n_made_up_marks"]) == (12, 3)
     block = "visual.trunk.blocks.blocks.5."
     trained_keys = [k for k in delta if k.startswith(block)]
     assert trained_keys and not any(k.startswith("visual.trunk.blocks.blocks.4.") for k in delta)
@@ -1013,6 +1015,8 @@ def test_fine_tuning_photos_can_include_chosen_scenes_3d_objects_and_snapshots()
         FinetuneConfig(render3d_photos_per_brand=-1)
     with pytest.raises(ValueError, match="snapshot_photos_per_brand"):
         FinetuneConfig(snapshot_photos_per_brand=-1)
+    with pytest.raises(ValueError, match="made_up_marks"):
+        FinetuneConfig(made_up_marks=-1)
     with pytest.raises(ValueError, match="unknown scene"):
         scenes.compose_scene_photo(logo, np.random.default_rng(0), 64, scene="mosaic")
 

@@ -12,7 +12,7 @@ them is cached instead, so a step costs only those blocks' forward and backward 
 
 Photos are rendered fresh from simple-icons logos of non-held-out brands with strong augmentation
 (``training.render``, and optionally the other composers ``training.scenes``, ``training.render3d`` and
-``training.snapshots``). Held-out brands (sha1(slug) % 10 == 0) are used only to report generalisation.
+``training.snapshots``), optionally beside made-up marks (``training.marks``). Held-out brands (sha1(slug) % 10 == 0) are used only to report generalisation.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from detector.embedder import Embedder, TappedBlocks, create_embedder
-from training import render, render3d, scenes, snapshots
+from training import marks, render, render3d, scenes, snapshots
 from training.pipeline import progress_bar
 from training.splits import is_heldout_brand
 
@@ -77,6 +77,9 @@ class FinetuneConfig:
     # sticker, bag, ... that carries the mark); 0 = none. Likewise, a model trained with them has no snapshots
     # dataset left as a composer it never saw.
     snapshot_photos_per_brand: int = 0
+    # Made-up marks (training.marks: wordmarks, monograms, badges) trained on beside the brands, as classes of their
+    # own with the same photos per mark; 0 = brands only. They are no brand, so no brand split changes.
+    made_up_marks: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -85,7 +88,8 @@ class FinetuneConfig:
         if self.hard_group < 2:
             raise ValueError(f"hard_group={self.hard_group}: a group needs an anchor and at least one neighbour")
         self.scenes = tuple(self.scenes)
-        for name in ("scene_photos_per_brand", "render3d_photos_per_brand", "snapshot_photos_per_brand"):
+        for name in ("scene_photos_per_brand", "render3d_photos_per_brand", "snapshot_photos_per_brand",
+                     "made_up_marks"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)}: a count, >= 0")
         unknown = [s for s in self.scenes if s not in scenes.SCENES]
@@ -309,6 +313,7 @@ def finetune(config: FinetuneConfig, embedder_config: str = "effnet-lite0-minilm
                                                                  min(config.eval_brands, len(heldout_icons)),
                                                                  replace=False))]
     assert not any(is_heldout_brand(i.slug) for i in train_icons)
+    train_icons += marks.make_marks(config.made_up_marks, seed=[config.seed, 4])  # after the brands: their photos stay
 
     train_set = render_brand_set(train_icons, config.photos_per_brand, config.seed, progress,
                                  config.scene_photos_per_brand, config.scenes, config.render3d_photos_per_brand,
@@ -425,7 +430,8 @@ def finetune(config: FinetuneConfig, embedder_config: str = "effnet-lite0-minilm
                           for k, v in tail.blocks.blocks[i].state_dict().items()})
     report = {
         "config": dataclasses.asdict(config),
-        "n_train_brands": n_brands,
+        "n_train_brands": n_brands - config.made_up_marks,
+        "n_made_up_marks": config.made_up_marks,
         "n_train_photos": int(len(train_set.photos)),
         "heldout_retrieval_before": before,
         "heldout_retrieval_after": after,
