@@ -276,16 +276,46 @@ def test_probe_diff_pairs_the_listings_two_probes_share():
     shuffled = run(b)
     shuffled["listings"].reverse()
     matched = compare_probes(run(a), shuffled, n_boot=4000)
-    assert {k: v for k, v in matched.items() if k != "interval"} == {k: v for k, v in d.items() if k != "interval"}
+    assert {k: v for k, v in matched.items() if k != "interval"} == {**{k: v for k, v in d.items() if k != "interval"},
+                                                                     "resampled": "listings"}
     assert matched["interval"] == pytest.approx(d["interval"], abs=0.02)
     # probes that name each listing's brand are resampled by brand
     grouped = compare_probes(run(a, brands), run(b, brands), n_boot=4000)
-    assert grouped["n_groups"] == 10
+    assert grouped["n_groups"] == 10 and grouped["resampled"] == "brands"
     assert grouped["interval"][1] - grouped["interval"][0] > d["interval"][1] - d["interval"][0]
     with pytest.raises(ValueError, match="different listings"):
         compare_probes(run(a), run(b[:99]))
     with pytest.raises(ValueError, match="without per-listing hits"):
         compare_probes({"variants": []}, run(b))
+
+
+def test_probe_diff_pools_several_sets_drawing_a_brand_in_all_of_them():
+    """The same listings drawn by two composers: pooled, the difference is over both sets' listings and the bootstrap
+    draws each brand's listings of both sets together (10 brands, not 20), so the pooled interval is that of one
+    set whose brands carry both sets' listings."""
+    from training.probe_diff import compare_probe_pairs, compare_probes, paired_difference
+
+    brands = [f"brand{k // 10}" for k in range(100)]
+
+    def run(hits):
+        return {"listings": [{"listing_id": f"L{k}", "hit": bool(h), "brand_slug": brands[k]}
+                             for k, h in enumerate(hits)]}
+
+    a1 = np.array([True] * 60 + [False] * 10 + [True] * 2 + [False] * 28)
+    b1 = np.array([True] * 60 + [True] * 10 + [False] * 2 + [False] * 28)
+    a2, b2 = np.roll(a1, 5), np.roll(a1, 5) | np.roll(b1, 37)
+    pooled = compare_probe_pairs([(run(a1), run(b1)), (run(a2), run(b2))], n_boot=4000, seed=0)
+    direct = np.concatenate([b1, b2]).astype(float) - np.concatenate([a1, a2])
+    assert pooled["n"] == 200 and pooled["n_groups"] == 10
+    assert pooled["difference"] == pytest.approx(direct.mean())
+    assert (pooled["only_a"], pooled["only_b"]) == (int((direct < 0).sum()), int((direct > 0).sum()))
+    ids = sorted(f"L{k}" for k in range(100))
+    order = [int(i[1:]) for i in ids]
+    again = paired_difference(np.concatenate([a1[order], a2[order]]), np.concatenate([b1[order], b2[order]]),
+                              [brands[k] for k in order] * 2, n_boot=4000, seed=0)
+    assert {**again, "resampled": "brands"} == pooled
+    # one pair pooled is that pair
+    assert compare_probe_pairs([(run(a1), run(b1))], n_boot=500) == compare_probes(run(a1), run(b1), n_boot=500)
 
 
 def test_probe_diff_reads_two_probe_files_from_the_command_line(tmp_path, capsys):
@@ -298,6 +328,13 @@ def test_probe_diff_reads_two_probe_files_from_the_command_line(tmp_path, capsys
     out = capsys.readouterr().out
     assert "0.500" in out and "1.000" in out and "+0.500" in out  # top-1 A, top-1 B, B - A
     assert "resampled by listings" in out  # these rows name no brand
+    # two pairs: each compared, then pooled (the same listing ids in both sets are resampled together)
+    assert probe_diff.main([str(tmp_path / n) for n in ("a.json", "b.json", "b.json", "a.json")] + ["--boot", "500"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[2].startswith("pooled over 2 pairs: 8 listings, resampled by listings (4)")
+    assert "+0.500" in lines[0] and "-0.500" in lines[1] and "+0.000" in lines[2]
     (tmp_path / "c.json").write_text("{}")
     with pytest.raises(SystemExit):
         probe_diff.main([str(tmp_path / "a.json"), str(tmp_path / "c.json")])
+    with pytest.raises(SystemExit):  # an arm without its partner
+        probe_diff.main([str(tmp_path / n) for n in ("a.json", "b.json", "a.json")])

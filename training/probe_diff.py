@@ -1,6 +1,6 @@
 """Paired comparison of two probes of the same listings: is arm B's photo top-1 really above arm A's?
 
-``python -m training.probe_diff RUN_A/probe.json RUN_B/probe.json [--boot 10000] [--level 0.9] [--seed 0]``
+``python -m training.probe_diff RUN_A/probe.json RUN_B/probe.json [A2 B2 ...] [--boot N] [--level L] [--seed S]``
 
 Two ``training.probe`` runs on the same data, split, limit and seed score the same listings, so their difference is
 paired: only the listings one arm names and the other misses carry it. Prints both arms' top-1 (the model variant)
@@ -9,7 +9,8 @@ discordant listings. A validation split holds a few dozen brands with many listi
 are won or lost together (they share its references), so the bootstrap resamples brands, not listings, when the
 probes name them (McNemar's test still counts listings as independent: read it as the optimistic one). A pilot's
 rule such as "B ≥ A + 0.02" on 500 listings says little when that interval is ±0.03 wide or more; this shows how
-wide it is.
+wide it is. More pairs (the same split drawn by several composers) are also pooled into one difference, whose
+bootstrap draws a brand's listings in every set at once: the sets share brands, so they are no independent checks.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.stats import binomtest
 
-__all__ = ["paired_difference", "compare_probes", "main"]
+__all__ = ["paired_difference", "compare_probes", "compare_probe_pairs", "main"]
 
 
 def paired_difference(a: Sequence[bool], b: Sequence[bool], groups: Sequence[str] | None = None,
@@ -53,9 +54,8 @@ def paired_difference(a: Sequence[bool], b: Sequence[bool], groups: Sequence[str
             "only_b": only_b, "mcnemar_p": float(p)}
 
 
-def compare_probes(a: dict[str, Any], b: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    """:func:`paired_difference` of two ``probe.json`` results, their listings matched by id, grouped by brand
-    when the probes name the listings' brands."""
+def _paired_rows(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[str], list[bool], list[bool], list[str | None]]:
+    """The listings two ``probe.json`` results share, by id: ids, A's and B's hits, each listing's brand (or None)."""
     hits = []
     for result in (a, b):
         if "listings" not in result:
@@ -66,29 +66,63 @@ def compare_probes(a: dict[str, Any], b: dict[str, Any], **kwargs: Any) -> dict[
                          f"{len(hits[0].keys() & hits[1].keys())} shared): same --data, --split, --limit and --seed?")
     brand = {row["listing_id"]: row.get("brand_slug") for row in a["listings"]}
     ids = sorted(hits[0])
-    groups = [brand[i] for i in ids] if all(brand.values()) else None
-    return paired_difference([hits[0][i] for i in ids], [hits[1][i] for i in ids], groups, **kwargs)
+    return ids, [hits[0][i] for i in ids], [hits[1][i] for i in ids], [brand[i] for i in ids]
+
+
+def compare_probes(a: dict[str, Any], b: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """:func:`paired_difference` of two ``probe.json`` results, their listings matched by id, grouped by brand
+    when the probes name the listings' brands."""
+    return compare_probe_pairs([(a, b)], **kwargs)
+
+
+def compare_probe_pairs(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]], **kwargs: Any) -> dict[str, Any]:
+    """:func:`paired_difference` pooled over several pairs of probes (e.g. the same validation listings drawn by
+    several composers): one difference over all their listings, with a bootstrap that draws a brand's listings in
+    every pair together (or a listing id's, when the probes name no brands), since the sets share brands and listings
+    and are no independent checks."""
+    a, b, ids, brands = [], [], [], []
+    for pa, pb in pairs:
+        rows = _paired_rows(pa, pb)
+        ids += rows[0]
+        a += rows[1]
+        b += rows[2]
+        brands += rows[3]
+    by_brand = all(brands)
+    return {**paired_difference(a, b, brands if by_brand else ids, **kwargs),
+            "resampled": "brands" if by_brand else "listings"}
+
+
+def _line(d: dict[str, Any]) -> str:
+    return (f"{d['n']} listings, resampled by {d['resampled']} ({d['n_groups']}): top-1 A {d['top1_a']:.3f}, B {d['top1_b']:.3f}; "
+            f"B - A {d['difference']:+.3f} ({d['level']:.0%} interval {d['interval'][0]:+.3f} to "
+            f"{d['interval'][1]:+.3f}); "
+            f"named by A only {d['only_a']}, by B only {d['only_b']}, McNemar p = {d['mcnemar_p']:.3g}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m training.probe_diff A/probe.json B/probe.json [--boot N] [--level L] [--seed S]``."""
+    """``python -m training.probe_diff A/probe.json B/probe.json [A2 B2 ...] [--boot N] [--level L] [--seed S]``."""
     parser = argparse.ArgumentParser(prog="python -m training.probe_diff", description=__doc__.split("\n\n")[0])
-    parser.add_argument("a", type=Path, help="arm A's probe.json")
-    parser.add_argument("b", type=Path, help="arm B's probe.json (the difference is B - A)")
+    parser.add_argument("probes", type=Path, nargs="+", metavar="A B",
+                        help="arm A's and arm B's probe.json (the difference is B - A); more pairs (e.g. the same "
+                             "split drawn by other composers) are compared each and pooled")
     parser.add_argument("--boot", type=int, default=10_000, help="bootstrap resamples (of brands, else listings)")
     parser.add_argument("--level", type=float, default=0.9, help="two-sided level of the interval")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if len(args.probes) % 2:
+        parser.error(f"{len(args.probes)} probe files: give them in pairs, A then B")
+    kwargs = {"n_boot": args.boot, "level": args.level, "seed": args.seed}
     try:
-        d = compare_probes(json.loads(args.a.read_text()), json.loads(args.b.read_text()),
-                           n_boot=args.boot, level=args.level, seed=args.seed)
+        pairs = [(json.loads(args.probes[k].read_text()), json.loads(args.probes[k + 1].read_text()))
+                 for k in range(0, len(args.probes), 2)]
+        results = [compare_probes(a, b, **kwargs) for a, b in pairs]
+        pooled = compare_probe_pairs(pairs, **kwargs) if len(pairs) > 1 else None
     except (OSError, ValueError) as e:
         parser.error(str(e))
-    unit = "listings" if d["n_groups"] == d["n"] else f"brands ({d['n_groups']})"
-    print(f"{d['n']} listings, resampled by {unit}: top-1 A {d['top1_a']:.3f}, B {d['top1_b']:.3f}; "
-          f"B - A {d['difference']:+.3f} ({d['level']:.0%} interval {d['interval'][0]:+.3f} to "
-          f"{d['interval'][1]:+.3f}); "
-          f"named by A only {d['only_a']}, by B only {d['only_b']}, McNemar p = {d['mcnemar_p']:.3g}")
+    for k, d in enumerate(results):
+        print(("" if len(pairs) == 1 else f"{args.probes[2 * k + 1]}: ") + _line(d))
+    if pooled is not None:
+        print(f"pooled over {len(pairs)} pairs: " + _line(pooled))
     return 0
 
 
