@@ -329,7 +329,8 @@ def test_probe_diff_reads_two_probe_files_from_the_command_line(tmp_path, capsys
     assert "0.500" in out and "1.000" in out and "+0.500" in out  # top-1 A, top-1 B, B - A
     assert "resampled by listings" in out  # these rows name no brand
     # two pairs: each compared, then pooled (the same listing ids in both sets are resampled together)
-    assert probe_diff.main([str(tmp_path / n) for n in ("a.json", "b.json", "b.json", "a.json")] + ["--boot", "500"]) == 0
+    files = [str(tmp_path / n) for n in ("a.json", "b.json", "b.json", "a.json")]
+    assert probe_diff.main(files + ["--boot", "500"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and lines[2].startswith("pooled over 2 pairs: 8 listings, resampled by listings (4)")
     assert "+0.500" in lines[0] and "-0.500" in lines[1] and "+0.000" in lines[2]

@@ -12,7 +12,8 @@ them is cached instead, so a step costs only those blocks' forward and backward 
 
 Photos are rendered fresh from simple-icons logos of non-held-out brands with strong augmentation
 (``training.render``, and optionally the other composers ``training.scenes``, ``training.render3d`` and
-``training.snapshots``), optionally beside made-up marks (``training.marks``). Held-out brands (sha1(slug) % 10 == 0) are used only to report generalisation.
+``training.snapshots``), optionally beside made-up marks (``training.marks``). Held-out brands (sha1(slug) % 10 == 0)
+are used only to report generalisation.
 """
 
 from __future__ import annotations

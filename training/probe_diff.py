@@ -93,7 +93,8 @@ def compare_probe_pairs(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]], 
 
 
 def _line(d: dict[str, Any]) -> str:
-    return (f"{d['n']} listings, resampled by {d['resampled']} ({d['n_groups']}): top-1 A {d['top1_a']:.3f}, B {d['top1_b']:.3f}; "
+    return (f"{d['n']} listings, resampled by {d['resampled']} ({d['n_groups']}): "
+            f"top-1 A {d['top1_a']:.3f}, B {d['top1_b']:.3f}; "
             f"B - A {d['difference']:+.3f} ({d['level']:.0%} interval {d['interval'][0]:+.3f} to "
             f"{d['interval'][1]:+.3f}); "
             f"named by A only {d['only_a']}, by B only {d['only_b']}, McNemar p = {d['mcnemar_p']:.3g}")
