@@ -80,13 +80,13 @@ def compare_probe_pairs(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]], 
     several composers): one difference over all their listings, with a bootstrap that draws a brand's listings in
     every pair together (or a listing id's, when the probes name no brands), since the sets share brands and listings
     and are no independent checks."""
-    a, b, ids, brands = [], [], [], []
+    ids, a, b, brands = [], [], [], []
     for pa, pb in pairs:
-        rows = _paired_rows(pa, pb)
-        ids += rows[0]
-        a += rows[1]
-        b += rows[2]
-        brands += rows[3]
+        pair_ids, hits_a, hits_b, pair_brands = _paired_rows(pa, pb)
+        ids += pair_ids
+        a += hits_a
+        b += hits_b
+        brands += pair_brands
     by_brand = all(brands)
     return {**paired_difference(a, b, brands if by_brand else ids, **kwargs),
             "resampled": "brands" if by_brand else "listings"}
