@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -239,6 +240,39 @@ def test_probe_reports_known_marks_from_the_command_line(default_bundle, small_d
     assert known["n_unregistered"] == model["n_unregistered"] > 0
     assert known["n_hits"] == round(model["top1"] * model["n_registered"]) > 0
     assert 0.0 <= known["score_minus_known"]["auc_hit_vs_unregistered"] <= 1.0
+
+
+def test_probe_keeps_only_brands_the_runs_never_trained_on(default_bundle, small_dataset, tmp_path):
+    """``--unseen-by RUN`` drops the listings of every brand RUN's fine-tuning trained on, drawn again from its
+    finetune.json: a run that trained on every brand but two validation brands leaves just those two."""
+    from training import render
+    from training.finetune import FinetuneConfig
+    from training.splits import is_heldout_brand
+
+    dataset = load_dataset(small_dataset)
+    records = [r for r in dataset.listings_for("val") if r["images"] and r["meta"].get("logo_slug")]
+    kept = sorted({r["meta"]["logo_slug"] for r in records})[:2]
+    run = tmp_path / "run"
+    run.mkdir()
+    n_trained = sum(not is_heldout_brand(i.slug) and i.slug not in kept for i in render.list_icons())
+    (run / "finetune.json").write_text(json.dumps({
+        "config": dataclasses.asdict(FinetuneConfig(n_brands=None)), "n_train_brands": n_trained,
+        "excluded_slugs": kept}))
+    out = tmp_path / "probe"
+    assert probe_mod.main(["--data", str(small_dataset), "--split", "val", "--limit", "0", "--unseen-by", str(run),
+                           "--out", str(out), "--no-progress"]) == 0
+    result = json.loads((out / "probe.json").read_text())
+    assert result["unseen_by"] == [str(run)]
+    assert result["n_listings"] == sum(r["meta"]["logo_slug"] in kept for r in records) > 0
+    assert {row["brand_slug"] for row in result["listings"]} <= set(kept)
+
+    # a run whose brands cannot be drawn again (it reports another count) is refused, as is a missing one
+    (run / "finetune.json").write_text(json.dumps({
+        "config": dataclasses.asdict(FinetuneConfig(n_brands=None)), "n_train_brands": n_trained + 1,
+        "excluded_slugs": kept}))
+    for bad in (run, tmp_path / "nowhere"):
+        with pytest.raises(SystemExit):
+            probe_mod.main(["--data", str(small_dataset), "--unseen-by", str(bad), "--no-progress"])
 
 
 def test_probe_diff_pairs_the_listings_two_probes_share():

@@ -902,13 +902,14 @@ def test_saved_features_belong_to_the_dataset_they_were_computed_on(trained, sma
                         "--features-from", str(trained.parent)])
 
 
-def test_trunk_tail_reproduces_the_trunk_and_trains_its_blocks(embedder, tmp_path):
+def test_trunk_tail_reproduces_the_trunk_and_trains_its_blocks(embedder, tmp_path, monkeypatch):
     import torch
     from PIL import Image
 
     from detector.embedder import create_embedder
+    from training import finetune as finetune_mod
     from training import render
-    from training.finetune import FinetuneConfig, TrunkTail, finetune
+    from training.finetune import FinetuneConfig, TrunkTail, finetune, trained_slugs
 
     photos = [render.compose_listing_photo(render.render_logo(render.get_icon(slug), 128), np.random.default_rng(0))
               for slug in ("nike", "adidas")]
@@ -919,12 +920,26 @@ def test_trunk_tail_reproduces_the_trunk_and_trains_its_blocks(embedder, tmp_pat
         full = embedder.model.visual.trunk.forward_features(x)
         np.testing.assert_allclose(tail(cached).numpy(), full.numpy(), atol=2e-2)  # cache is float16
 
+    rendered: list[list[str]] = []  # the slugs of each brand set fine-tuning renders: training, then held-out
+
+    def spy(icons, *args, **kwargs):
+        rendered.append([i.slug for i in icons])
+        return real_render(icons, *args, **kwargs)
+
+    real_render = finetune_mod.render_brand_set
+    monkeypatch.setattr(finetune_mod, "render_brand_set", spy)
+    excluded = {i.slug for i in render.list_icons()[:400]}
     delta, report = finetune(FinetuneConfig(n_brands=12, photos_per_brand=1, epochs=1, batch_size=6, eval_brands=4,
                                             eval_photos_per_brand=1, unfreeze_blocks=1, hard_negatives=0.5,
                                             hard_group=3, scene_photos_per_brand=1, scenes=("label", "closeup"),
                                             made_up_marks=3),
-                                out_dir=tmp_path, progress=False)
+                                out_dir=tmp_path, progress=False, exclude_slugs=excluded)
     assert report["n_train_photos"] == 30  # a mock-up and a scene photo per brand and per made-up mark
+    # the brands it trained on, drawn again from its report (training.probe --unseen-by): the rendered brands
+    # less the made-up marks, none excluded
+    brands = {s for s in rendered[0] if not s.startswith("made-up-")}
+    assert len(brands) == 12 and len(rendered[0]) == 15
+    assert trained_slugs(tmp_path) == brands and not brands & excluded
     assert (report["n_train_brands"], report["n_made_up_marks"]) == (12, 3)
     block = "visual.trunk.blocks.blocks.5."
     trained_keys = [k for k in delta if k.startswith(block)]

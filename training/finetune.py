@@ -37,7 +37,8 @@ from training import marks, render, render3d, scenes, snapshots
 from training.pipeline import progress_bar
 from training.splits import is_heldout_brand
 
-__all__ = ["FinetuneConfig", "finetune", "load_finetune_weights", "render_brand_set", "cache_features", "evaluate_retrieval", "TrunkTail"]
+__all__ = ["FinetuneConfig", "finetune", "trained_slugs", "load_finetune_weights", "render_brand_set",
+           "cache_features", "evaluate_retrieval", "TrunkTail"]
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +295,40 @@ def _standardize_init(proj: torch.nn.Linear, feats: torch.Tensor) -> None:
             proj.bias.copy_(-(w @ mu))
 
 
+def _training_icons(icons: Sequence[render.Icon], config: FinetuneConfig, exclude_slugs: set[str] | frozenset[str],
+                    rng: np.random.Generator) -> list[render.Icon]:
+    """The brands ``finetune`` trains on: ``config.n_brands`` of the icons neither held out nor excluded, drawn by
+    ``rng`` (seeded with ``config.seed``; its first draw)."""
+    train_icons = [i for i in icons if not is_heldout_brand(i.slug) and i.slug not in exclude_slugs]
+    if config.n_brands is not None and config.n_brands < len(train_icons):
+        train_icons = [train_icons[i] for i in sorted(rng.choice(len(train_icons), config.n_brands, replace=False))]
+    return train_icons
+
+
+def trained_slugs(run_dir: str | Path) -> set[str]:
+    """The brands a finished fine-tuning run in ``run_dir`` trained on, drawn again from its ``finetune.json``.
+
+    So a pilot can be judged on listings of brands it never saw beyond its validation brands (``training.probe
+    --unseen-by``). Made-up marks are no brand and are not included.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` has no ``finetune.json``.
+        ValueError: the draw does not give as many brands as the run reports (another simple-icons pack).
+    """
+    path = Path(run_dir) / "finetune.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: not a finished fine-tuning run folder")
+    report = json.loads(path.read_text())
+    known = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    config = FinetuneConfig.from_dict({k: v for k, v in report["config"].items() if k in known})
+    icons = _training_icons(render.list_icons(), config, frozenset(report.get("excluded_slugs", ())),
+                            np.random.default_rng(config.seed))
+    if len(icons) != report["n_train_brands"]:
+        raise ValueError(f"{path}: drawing its brands again gives {len(icons)}, the run trained on "
+                         f"{report['n_train_brands']} (another simple-icons pack?)")
+    return {i.slug for i in icons}
+
+
 def finetune(config: FinetuneConfig, embedder_config: str = "effnet-lite0-minilm", out_dir: str | Path | None = None,
              progress: bool = True, exclude_slugs: set[str] | frozenset[str] = frozenset(),
              ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -305,11 +340,9 @@ def finetune(config: FinetuneConfig, embedder_config: str = "effnet-lite0-minilm
     torch.manual_seed(config.seed)
     embedder = create_embedder(embedder_config)
     icons = render.list_icons()
-    train_icons = [i for i in icons if not is_heldout_brand(i.slug) and i.slug not in exclude_slugs]
-    heldout_icons = [i for i in icons if is_heldout_brand(i.slug)]
     rng = np.random.default_rng(config.seed)
-    if config.n_brands is not None and config.n_brands < len(train_icons):
-        train_icons = [train_icons[i] for i in sorted(rng.choice(len(train_icons), config.n_brands, replace=False))]
+    train_icons = _training_icons(icons, config, exclude_slugs, rng)
+    heldout_icons = [i for i in icons if is_heldout_brand(i.slug)]
     eval_icons = [heldout_icons[i] for i in sorted(rng.choice(len(heldout_icons),
                                                                  min(config.eval_brands, len(heldout_icons)),
                                                                  replace=False))]

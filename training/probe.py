@@ -23,6 +23,10 @@ nearest bank mark, and the ROC AUC of "own brand, top-1" against "unregistered l
 the score minus that cosine. ``--max-known-marks`` takes a seeded sample of the bank (the full bank, ~2,600 marks
 in two variants, takes ~10 min to embed on 2 cores).
 
+With ``--unseen-by RUN ...`` only listings of brands none of those fine-tuning runs trained on are probed
+(:func:`training.finetune.trained_slugs`): a pilot fine-tuned on a subset of the brands can then be judged on the
+training split's other brands too, several times the validation split's brands (the unit a comparison resamples).
+
 On a dataset drawn with ``photo_style`` "scenes" (:mod:`training.scenes`), "render3d" (:mod:`training.render3d`) or
 "snapshots" (:mod:`training.snapshots`), ``by_scene`` gives the model variant's top-1 with each photo scored alone,
 by the scene, object or item it shows.
@@ -169,10 +173,14 @@ def probe(
     seed: int = 0,
     progress: bool = True,
     known_marks: np.ndarray | None = None,
+    skip_brands: set[str] | frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Photo top-1 / top-5 of each variant on the split's logo listings, and with ``known_marks``
-    (``embed_known_marks``) the known-marks statistics (see module docstring)."""
-    records = [r for r in dataset.listings_for(split) if r["images"] and (r.get("meta") or {}).get("logo_slug")]
+    (``embed_known_marks``) the known-marks statistics (see module docstring). Listings whose logo is one of
+    ``skip_brands`` (e.g. brands a fine-tuning run trained on, ``training.finetune.trained_slugs``) are left out
+    before sampling; those brands stay registered."""
+    records = [r for r in dataset.listings_for(split)
+               if r["images"] and (r.get("meta") or {}).get("logo_slug") not in {None, "", *skip_brands}]
     records = sample_records(records, limit, seed)
     gallery = embed_gallery(embedder, dataset, progress)
     index = {s: i for i, s in enumerate(gallery.slugs)}
@@ -292,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--known-marks", action="store_true",
                         help="also score each listing against a bank of other known marks (module docstring)")
     parser.add_argument("--max-known-marks", type=int, default=0, help="a seeded sample of that bank (0: all)")
+    parser.add_argument("--unseen-by", nargs="+", default=[], metavar="RUN",
+                        help="only listings of brands none of these fine-tuning runs trained on (run folders with "
+                             "finetune.json): a pilot's training split then has more brands to judge it on")
     parser.add_argument("--out", default=None, help="folder for probe.json")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -314,13 +325,23 @@ def main(argv: list[str] | None = None) -> int:
                                                               **json.loads(args.references))
         except (ValueError, TypeError) as e:
             parser.error(f"--references: {e}")
+    skip: set[str] = set()  # the brands any of --unseen-by's runs trained on
+    if args.unseen_by:
+        from training.finetune import trained_slugs
+
+        for run in args.unseen_by:
+            try:
+                skip |= trained_slugs(run)
+            except (OSError, ValueError) as e:
+                parser.error(f"--unseen-by: {e}")
     dataset = load_dataset(dataset_path(args.data))
     bank = None
     if args.known_marks:
         bank = embed_known_marks(embedder, known_mark_slugs(dataset, args.max_known_marks or None, args.seed),
                                  progress=not args.no_progress)
     result = probe(embedder, dataset, args.split, args.limit or None, extra, args.seed,
-                   progress=not args.no_progress, known_marks=bank)
+                   progress=not args.no_progress, known_marks=bank, skip_brands=skip)
+    result["unseen_by"] = args.unseen_by
     result["model_version"] = version
     result["weights"] = args.weights
     result["references"] = embedder.references_id.split("#", 1)[1]
